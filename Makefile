@@ -1,0 +1,44 @@
+# Every set-up step lives here: `make test` and `make reproduce` work on a fresh Linux machine
+# with Python 3.11 (no conda, no GPU).
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PROFILE ?=
+
+.PHONY: env test reproduce lab profile strip clean-venv bench
+
+env: $(STAMP)
+
+# torch first and pinned (a CPU wheel; an unpinned torch pulls CUDA), then the rest under the lock.
+$(STAMP): requirements.txt requirements.lock pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -r requirements.txt -c requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+test: env
+	$(BIN)/python -m pytest -q
+
+# PROFILE=smoke|cpu|paper switches the active params.yaml first (see README).
+reproduce: env
+	@if [ -n "$(PROFILE)" ]; then $(BIN)/python -m lengen.config use $(PROFILE); fi
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
+
+profile: env
+	$(BIN)/python -m lengen.config use $(PROFILE)
+
+lab: env
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/jupyter lab $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
+
+bench: env
+	$(BIN)/python benchmarks/speed.py
+
+strip:
+	$(BIN)/jupyter nbconvert --clear-output --inplace notebooks/*.ipynb
+
+clean-venv:
+	rm -rf $(VENV)

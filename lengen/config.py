@@ -1,0 +1,377 @@
+"""Configuration: frozen dataclasses mirroring ``params.yaml``.
+
+``params.yaml`` is the single source of truth. ``load_config`` parses it into :class:`Config` and
+fails *before any compute* on an unknown or misspelt key, a wrong type or an out-of-range value, with
+a message naming the key and what is allowed. Derived values live in ``__post_init__`` or properties,
+never in the YAML.
+
+Profiles (``profiles/{smoke,cpu,paper}.yaml``) are complete parameter sets; ``params.yaml`` is the
+active one (``cpu`` by default). Switch with ``python -m lengen.config use paper`` (copies the profile
+over ``params.yaml``), or change single keys with ``dvc exp run -S train.steps=8000``.
+
+A *run* is one training job: a task group × a position encoding × an initialization seed
+(:meth:`Config.run`). Baselines are groups too (a main task with no auxiliaries), named by the
+``baseline`` field of the group they are the baseline of.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from lengen import paths
+
+POS_ENCODINGS = ("rope", "nope", "ape")
+PRECISIONS = ("bf16-mixed", "32-true", "16-mixed")
+
+
+def _fail(key: str, msg: str) -> None:
+    raise ValueError(f"params: {key}: {msg}")
+
+
+def _positive(key: str, value, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        _fail(key, f"must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    seed: int  # seed of the training stream and the evaluation sets; held fixed across init seeds
+    holdout_modulus: int  # a prompt is evaluation-only iff hash(task, prompt) % holdout_modulus == 0
+    n_eval: int  # examples per (task, length) in the final evaluation
+    n_eval_during_training: int  # examples per (task, length) at intermediate evaluations
+    eval_step: int  # evaluate lengths 1, 1+step, ... up to each group's eval_max (eval_max always included)
+
+    def __post_init__(self):
+        if self.holdout_modulus < 2:
+            _fail("data.holdout_modulus", f"must be >= 2 (1 would hold out every prompt), got {self.holdout_modulus}")
+        for k in ("n_eval", "n_eval_during_training", "eval_step"):
+            _positive(f"data.{k}", getattr(self, k))
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """Model shape shared by every run; the position encoding is a run dimension (experiment)."""
+
+    n_layer: int
+    n_head: int
+    d_model: int
+    d_mlp: int
+    max_seq_len: int  # position range; must cover the longest evaluation sequence (checked)
+    rope_base: float
+    tie_embeddings: bool
+
+    def __post_init__(self):
+        for k in ("n_layer", "n_head", "d_model", "d_mlp", "max_seq_len"):
+            _positive(f"model.{k}", getattr(self, k))
+        if self.d_model % self.n_head:
+            _fail("model.n_head", f"n_head={self.n_head} does not divide d_model={self.d_model}")
+        if (self.d_model // self.n_head) % 2:
+            _fail("model.n_head", f"head size d_model/n_head={self.d_model // self.n_head} must be even for RoPE")
+        if not (self.rope_base > 0 and math.isfinite(self.rope_base)):
+            _fail("model.rope_base", f"must be finite and > 0 (NoPE is pos_encoding 'nope'), got {self.rope_base}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int
+    batch_size: int
+    lr: float
+    beta1: float
+    beta2: float
+    eps: float
+    weight_decay: float
+    warmup_frac: float  # fraction of steps of linear warmup
+    decay_frac: float  # fraction of steps of cosine decay at the end (constant in between)
+    min_lr_frac: float  # lr at the end of the decay, as a fraction of lr
+    grad_clip: float
+    precision: str  # Lightning precision: bf16-mixed (CPU autocast) | 32-true | 16-mixed
+    threads: int  # torch intra-op threads on CPU (never run two 2-thread trainings at once)
+    eval_every: int  # steps between per-length evaluations (each keeps a checkpoint)
+    ape_random_offset: bool  # APE only: random position offset per example in training
+
+    def __post_init__(self):
+        for k in ("steps", "batch_size", "lr", "eps", "threads", "eval_every"):
+            _positive(f"train.{k}", getattr(self, k))
+        for k in ("beta1", "beta2", "warmup_frac", "decay_frac", "min_lr_frac"):
+            v = getattr(self, k)
+            if not 0 <= v < 1 + (k == "min_lr_frac"):
+                _fail(f"train.{k}", f"must be in [0, 1), got {v}")
+        if self.warmup_frac + self.decay_frac > 1:
+            _fail("train.decay_frac", f"warmup_frac + decay_frac = {self.warmup_frac + self.decay_frac} > 1")
+        _positive("train.weight_decay", self.weight_decay, allow_zero=True)
+        _positive("train.grad_clip", self.grad_clip, allow_zero=True)
+        if self.precision not in PRECISIONS:
+            _fail("train.precision", f"{self.precision!r} is not one of {PRECISIONS}")
+
+    @property
+    def warmup_steps(self) -> int:
+        return round(self.warmup_frac * self.steps)
+
+    @property
+    def decay_steps(self) -> int:
+        return round(self.decay_frac * self.steps)
+
+
+@dataclass(frozen=True)
+class GroupConfig:
+    """A task group: one main task and its auxiliaries, each with its maximum training length."""
+
+    main: dict[str, int]  # {task: max training length}, exactly one entry
+    aux: dict[str, int]  # {task: max training length}; empty for a baseline
+    eval_max: int  # evaluate every task of the group at lengths up to this
+    baseline: str | None = None  # the group (main task alone) this one is compared with
+
+    def __post_init__(self):
+        from lengen.tasks import get_task
+
+        if len(self.main) != 1:
+            _fail("groups.*.main", f"needs exactly one task, got {list(self.main) or 'none'}")
+        for name, max_len in {**self.main, **self.aux}.items():
+            task = get_task(name)
+            task.check_length(max_len)
+            task.check_length(min(self.eval_max, task.max_length or self.eval_max))
+        if self.main_task in self.aux:
+            _fail("groups.*.aux", f"{self.main_task!r} is the main task and cannot also be an auxiliary")
+
+    @property
+    def main_task(self) -> str:
+        return next(iter(self.main))
+
+    @property
+    def tasks(self) -> dict[str, int]:
+        """All tasks with their max training length, main first."""
+        return {**self.main, **self.aux}
+
+    def role(self, task: str) -> str:
+        return "main" if task == self.main_task else "aux"
+
+    def eval_lengths(self, task: str, step: int) -> list[int]:
+        from lengen.tasks import get_task
+
+        t = get_task(task)
+        hi = min(self.eval_max, t.max_length or self.eval_max)
+        return sorted(set(range(t.min_length, hi + 1, step)) | {hi} | {self.tasks[task]})
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """The runs the pipeline trains: every group × position encoding × seed (a DVC matrix)."""
+
+    groups: list[str]
+    pos_encodings: list[str]
+    seeds: list[int]
+
+    def __post_init__(self):
+        for k in ("groups", "pos_encodings", "seeds"):
+            if not getattr(self, k):
+                _fail(f"experiment.{k}", "must not be empty")
+        for pe in self.pos_encodings:
+            if pe not in POS_ENCODINGS:
+                _fail("experiment.pos_encodings", f"{pe!r} is not one of {POS_ENCODINGS}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one training run needs, resolved from :class:`Config`."""
+
+    run_id: str
+    group_name: str
+    group: GroupConfig
+    pos_encoding: str
+    seed: int
+    model: ModelParams
+    train: TrainConfig
+    data: DataConfig
+
+    def model_config(self):
+        from lengen.model import ModelConfig
+        from lengen.tokenizer import default_tokenizer
+
+        m = self.model
+        return ModelConfig(
+            vocab_size=len(default_tokenizer()), n_layer=m.n_layer, n_head=m.n_head, d_model=m.d_model,
+            d_mlp=m.d_mlp, max_seq_len=m.max_seq_len, pos_encoding=self.pos_encoding,
+            rope_base=m.rope_base, tie_embeddings=m.tie_embeddings,
+        )
+
+    @property
+    def run_dir(self) -> Path:
+        return paths.RUNS_DIR / self.run_id
+
+
+@dataclass(frozen=True)
+class Config:
+    profile: str
+    data: DataConfig
+    model: ModelParams
+    train: TrainConfig
+    groups: dict[str, GroupConfig]
+    experiment: ExperimentConfig
+    extra: dict = field(default_factory=dict, compare=False, repr=False)  # other stages' sections, raw
+
+    def __post_init__(self):
+        from lengen.tasks import get_task
+
+        for g in self.experiment.groups:
+            if g not in self.groups:
+                _fail("experiment.groups", f"unknown group {g!r}; defined groups: {sorted(self.groups)}")
+            base = self.groups[g].baseline
+            if base is not None and base not in self.groups:
+                _fail(f"groups.{g}.baseline", f"unknown group {base!r}; defined groups: {sorted(self.groups)}")
+        # Every evaluation sequence must fit the position range: <bos> <marker> prompt target <eos>.
+        for g in self.experiment.groups:
+            group = self.groups[g]
+            for task in group.tasks:
+                longest = max(group.eval_lengths(task, self.data.eval_step))
+                need = get_task(task).max_tokens(longest) + 3
+                if need > self.model.max_seq_len:
+                    _fail(
+                        "model.max_seq_len",
+                        f"{self.model.max_seq_len} is too short for group {g!r}: task {task!r} at length "
+                        f"{longest} needs up to {need} positions (raise max_seq_len or lower eval_max)",
+                    )
+
+    def run(self, group: str, pos_encoding: str, seed: int) -> RunConfig:
+        if group not in self.groups:
+            _fail("run.group", f"unknown group {group!r}; defined groups: {sorted(self.groups)}")
+        if pos_encoding not in POS_ENCODINGS:
+            _fail("run.pos_encoding", f"{pos_encoding!r} is not one of {POS_ENCODINGS}")
+        return RunConfig(
+            run_id=run_id(group, pos_encoding, seed), group_name=group, group=self.groups[group],
+            pos_encoding=pos_encoding, seed=int(seed), model=self.model, train=self.train, data=self.data,
+        )
+
+    def runs(self) -> list[RunConfig]:
+        e = self.experiment
+        return [self.run(g, pe, s) for g in e.groups for pe in e.pos_encodings for s in e.seeds]
+
+
+def run_id(group: str, pos_encoding: str, seed: int) -> str:
+    return f"{group}-{pos_encoding}-s{seed}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing: a small strict builder from nested dicts to the dataclasses above.
+
+_SECTIONS = {"profile": str, "data": DataConfig, "model": ModelParams, "train": TrainConfig,
+             "groups": dict[str, GroupConfig], "experiment": ExperimentConfig}
+# Sections owned by later stages (pretrained comparison, head analysis, ...): kept raw in Config.extra
+# and validated by their own loaders.
+OTHER_SECTIONS = ("pretrained", "heads", "figures", "formal")
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _build(tp, value, key: str):
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            _fail(key, f"must be a mapping with keys {[f.name for f in dataclasses.fields(tp)]}, got {value!r}")
+        hints = typing.get_type_hints(tp)
+        fields = {f.name: f for f in dataclasses.fields(tp) if f.init}
+        unknown = sorted(set(value) - set(fields))
+        if unknown:
+            _fail(key, f"unknown key(s) {unknown}; allowed: {sorted(fields)}")
+        missing = [n for n, f in fields.items() if n not in value
+                   and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        if missing:
+            _fail(key, f"missing key(s) {missing}")
+        kwargs = {n: _build(hints[n], v, f"{key}.{n}") for n, v in value.items()}
+        try:
+            return tp(**kwargs)
+        except ValueError as e:
+            msg = str(e)
+            raise ValueError(msg if msg.startswith("params:") else f"params: {key}: {msg}") from None
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _build(inner[0], value, key)
+    if origin is dict:
+        kt, vt = typing.get_args(tp)
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            _fail(key, f"must be a mapping, got {value!r}")
+        return {_build(kt, k, f"{key}.{k}"): _build(vt, v, f"{key}.{k}") for k, v in value.items()}
+    if origin is list:
+        (it,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            _fail(key, f"must be a list, got {value!r}")
+        return [_build(it, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            _fail(key, f"must be a number, got {value!r}")
+        return float(value)
+    if tp in (int, str, bool):
+        if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+            _fail(key, f"must be {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+        return value
+    raise TypeError(f"unsupported type {tp} at {key}")
+
+
+def parse_config(raw: dict) -> Config:
+    if not isinstance(raw, dict):
+        raise ValueError("params: the file must be a mapping of sections")
+    unknown = sorted(set(raw) - set(_SECTIONS) - set(OTHER_SECTIONS))
+    if unknown:
+        _fail("<top level>", f"unknown section(s) {unknown}; allowed: {sorted(_SECTIONS) + list(OTHER_SECTIONS)}")
+    missing = [k for k in _SECTIONS if k not in raw]
+    if missing:
+        _fail("<top level>", f"missing section(s) {missing}")
+    kwargs = {k: _build(tp, raw[k], k) for k, tp in _SECTIONS.items()}
+    extra = {k: raw[k] for k in OTHER_SECTIONS if k in raw}
+    try:
+        return Config(**kwargs, extra=extra)
+    except ValueError as e:
+        msg = str(e)
+        raise ValueError(msg if msg.startswith("params:") else f"params: {msg}") from None
+
+
+def load_config(params_file: str | Path | None = None) -> Config:
+    """Parse and validate a params file (default: the repo's ``params.yaml``)."""
+    path = Path(params_file) if params_file else paths.PARAMS_FILE
+    if not path.is_absolute() and not path.exists():
+        path = paths.PROJ_ROOT / path  # notebooks run from notebooks/ in Jupyter, from the root in papermill
+    with open(path) as f:
+        return parse_config(yaml.safe_load(f))
+
+
+def use_profile(name: str, target: Path | None = None) -> Path:
+    """Copy ``profiles/<name>.yaml`` over ``params.yaml`` after validating it."""
+    src = paths.PROFILES_DIR / f"{name}.yaml"
+    if not src.exists():
+        known = sorted(p.stem for p in paths.PROFILES_DIR.glob("*.yaml"))
+        raise ValueError(f"unknown profile {name!r}; known profiles: {known}")
+    load_config(src)
+    dst = target or paths.PARAMS_FILE
+    shutil.copyfile(src, dst)
+    return dst
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 2 and argv[0] == "use":
+        print(f"params.yaml <- profiles/{argv[1]}.yaml ({use_profile(argv[1])})")
+        return 0
+    if len(argv) in (1, 2) and argv[0] == "check":
+        cfg = load_config(argv[1] if len(argv) == 2 else None)
+        print(f"ok: profile {cfg.profile}, {len(cfg.runs())} runs")
+        return 0
+    print("usage: python -m lengen.config use PROFILE | check [PARAMS_FILE]", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""Formatting, the on-the-fly training stream, the fixed evaluation sets, and the DataModule.
+
+One formatter serves training and evaluation::
+
+    <bos> <task marker> prompt-tokens target-tokens <eos>
+    e.g. reverse add: <bos> <reverse_add> 4 3 2 1 + 7 8 9 = 1 2 2 2 0 <eos>
+
+The loss (and exact match) covers the target tokens and ``<eos>``.
+
+Train/evaluation disjointness is by construction: a prompt belongs to the evaluation partition iff
+``blake2b(task, prompt) % holdout_modulus == 0``. Evaluation sets draw only from that partition and
+the training stream rejects it, so no evaluation prompt can ever be trained on, at any length, while
+training keeps (m-1)/m of every length's prompt space (even length 1 of addition, where the whole
+space is 100 prompts). Evaluation examples are drawn with replacement from the partition, seeded per
+(task, length), so short lengths with tiny spaces may repeat examples.
+
+Training batch k is a pure function of (data seed, k): a run resumed from a checkpoint at step k sees
+exactly the batches an uninterrupted run would.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from lengen.config import GroupConfig
+from lengen.tasks import Example, get_task
+from lengen.tokenizer import BOS, EOS, Tokenizer, default_tokenizer
+
+IGNORE = -100  # label of positions without loss (prompt, padding)
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting
+
+
+def format_example(task: str, ex: Example, tok: Tokenizer | None = None) -> tuple[list[int], int]:
+    """Token ids of the whole sequence and the number of prompt tokens (bos + marker + prompt)."""
+    tok = tok or default_tokenizer()
+    prompt = [tok.bos_id, tok.stoi[f"<{task}>"]] + tok.encode(ex.prompt)
+    return prompt + tok.encode(ex.target) + [tok.eos_id], len(prompt)
+
+
+def collate(seqs: list[tuple[list[int], int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad and shift: ``input_ids`` predicts ``labels``; labels are IGNORE outside target+eos."""
+    T = max(len(ids) for ids, _ in seqs) - 1
+    B = len(seqs)
+    input_ids = torch.full((B, T), pad_id, dtype=torch.long)
+    labels = torch.full((B, T), IGNORE, dtype=torch.long)
+    for b, (ids, n_prompt) in enumerate(seqs):
+        x = torch.tensor(ids, dtype=torch.long)
+        input_ids[b, : len(ids) - 1] = x[:-1]
+        labels[b, n_prompt - 1 : len(ids) - 1] = x[n_prompt:]  # position j predicts token j+1
+    return {"input_ids": input_ids, "labels": labels}
+
+
+# ---------------------------------------------------------------------------------------------
+# Train / evaluation partition
+
+
+def is_heldout(task: str, prompt: str, modulus: int) -> bool:
+    """True iff the prompt belongs to the evaluation partition (stable across processes and machines)."""
+    h = hashlib.blake2b(f"{task}\x00{prompt}".encode(), digest_size=8).digest()
+    return int.from_bytes(h, "little") % modulus == 0
+
+
+@dataclass(frozen=True)
+class EvalExample:
+    task: str
+    length: int
+    prompt: str
+    target: str
+
+
+def make_eval_set(task: str, length: int, n: int, seed: int, modulus: int) -> list[EvalExample]:
+    """n examples of (task, length) from the evaluation partition; fixed by (seed, task, length)."""
+    t = get_task(task)
+    t.check_length(length)
+    rng = random.Random(f"eval/{seed}/{task}/{length}")
+    out, tries = [], 0
+    while len(out) < n:
+        ex = t.generate(rng, length)
+        tries += 1
+        if is_heldout(task, ex.prompt, modulus):
+            out.append(EvalExample(task, length, ex.prompt, ex.target))
+        elif tries > 1000 * modulus * n:
+            raise RuntimeError(f"could not fill the evaluation set of {task} at length {length}")
+    return out
+
+
+def eval_sets_for_group(group: GroupConfig, n: int, seed: int, modulus: int, step: int) -> dict[tuple[str, int], list[EvalExample]]:
+    return {
+        (task, length): make_eval_set(task, length, n, seed, modulus)
+        for task in group.tasks
+        for length in group.eval_lengths(task, step)
+    }
+
+
+def write_eval_sets(sets: dict[tuple[str, int], list[EvalExample]], out_dir: Path) -> list[Path]:
+    """One JSONL file per task: ``{"task", "length", "prompt", "target"}`` per line."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    by_task: dict[str, list[EvalExample]] = {}
+    for (task, _), exs in sorted(sets.items()):
+        by_task.setdefault(task, []).extend(exs)
+    files = []
+    for task, exs in by_task.items():
+        p = out_dir / f"{task}.jsonl"
+        with open(p, "w") as f:
+            for e in exs:
+                f.write(json.dumps(e.__dict__) + "\n")
+        files.append(p)
+    return files
+
+
+def read_eval_sets(path_or_dir: Path, tasks: list[str] | None = None) -> dict[tuple[str, int], list[EvalExample]]:
+    path_or_dir = Path(path_or_dir)
+    files = [path_or_dir] if path_or_dir.is_file() else [path_or_dir / f"{t}.jsonl" for t in tasks or []]
+    sets: dict[tuple[str, int], list[EvalExample]] = {}
+    for p in files:
+        with open(p) as f:
+            for line in f:
+                e = EvalExample(**json.loads(line))
+                sets.setdefault((e.task, e.length), []).append(e)
+    return sets
+
+
+# ---------------------------------------------------------------------------------------------
+# Training stream
+
+
+class TrainStream(IterableDataset):
+    """Yields ready batches; batch k depends only on (seed, k).
+
+    Per example: a task uniformly from the group, a length uniformly in 1..its max training length,
+    then the content; prompts of the evaluation partition are rejected and redrawn. With APE and
+    random offsets, each example also gets a position offset uniform in [0, max_seq_len - T] so every
+    row of the position table up to max_seq_len is trained.
+    """
+
+    def __init__(self, group: GroupConfig, batch_size: int, seed: int, modulus: int,
+                 max_seq_len: int | None = None, start_step: int = 0, tok: Tokenizer | None = None):
+        self.tasks = [(name, get_task(name), max_len) for name, max_len in group.tasks.items()]
+        self.batch_size, self.seed, self.modulus = batch_size, seed, modulus
+        self.max_seq_len = max_seq_len  # None: no random offsets
+        self.start_step = start_step
+        self.tok = tok or default_tokenizer()
+
+    def sample(self, rng: random.Random) -> tuple[str, Example]:
+        while True:
+            name, task, max_len = rng.choice(self.tasks)
+            ex = task.generate(rng, rng.randint(task.min_length, max_len))
+            if not is_heldout(name, ex.prompt, self.modulus):
+                return name, ex
+
+    def batch(self, k: int) -> dict[str, torch.Tensor]:
+        rng = random.Random(f"train/{self.seed}/{k}")
+        seqs = [format_example(*self.sample(rng), tok=self.tok) for _ in range(self.batch_size)]
+        out = collate(seqs, self.tok.pad_id)
+        if self.max_seq_len is not None:
+            T = out["input_ids"].shape[1]
+            out["pos_offset"] = torch.tensor([rng.randint(0, self.max_seq_len - T) for _ in seqs])
+        return out
+
+    def __iter__(self):
+        k = self.start_step
+        while True:
+            yield self.batch(k)
+            k += 1
+
+
+class LengenDataModule(L.LightningDataModule):
+    """Training stream for one run; resumes at the trainer's global step so data never repeats."""
+
+    def __init__(self, group: GroupConfig, batch_size: int, seed: int, holdout_modulus: int,
+                 random_offset_max_seq_len: int | None = None):
+        super().__init__()
+        self.group, self.batch_size, self.seed = group, batch_size, seed
+        self.holdout_modulus = holdout_modulus
+        self.random_offset_max_seq_len = random_offset_max_seq_len
+
+    def train_dataloader(self) -> DataLoader:
+        start = self.trainer.global_step if self.trainer is not None else 0
+        stream = TrainStream(self.group, self.batch_size, self.seed, self.holdout_modulus,
+                             self.random_offset_max_seq_len, start_step=start)
+        return DataLoader(stream, batch_size=None, num_workers=0)

@@ -1,0 +1,106 @@
+"""Figures and tables drawn from the tidy per-length records (never from in-memory models).
+
+Every function takes the records DataFrame (``lengen.train.load_records``) and the config, so a figure
+can be redrawn from the files DVC tracks.
+"""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless under papermill; Jupyter still shows figures returned to a cell
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from lengen import paths  # noqa: E402
+from lengen.config import Config  # noqa: E402
+from lengen.evaluate import group_gap  # noqa: E402
+
+sns.set_theme(style="whitegrid", context="notebook")
+
+
+def final_records(records: pd.DataFrame) -> pd.DataFrame:
+    """Rows of each run's last evaluation (the full-size final evaluation)."""
+    last = records.groupby("run_id").step.transform("max")
+    return records[records.step == last]
+
+
+def transfer_curves(records: pd.DataFrame, cfg: Config, group: str, pos_encoding: str) -> pd.DataFrame:
+    """Final exact match vs length for the group's tasks and its baseline's main task, labelled."""
+    g = cfg.groups[group]
+    fin = final_records(records)
+    parts = []
+    mine = fin[(fin.group == group) & (fin.pos_encoding == pos_encoding)]
+    for task in g.tasks:
+        label = f"{task} (main, with aux)" if task == g.main_task else f"{task} (aux)"
+        parts.append(mine[mine.task == task].assign(curve=label))
+    if g.baseline:
+        base = fin[(fin.group == g.baseline) & (fin.pos_encoding == pos_encoding) & (fin.task == g.main_task)]
+        parts.append(base.assign(curve=f"{g.main_task} (main, alone)"))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def plot_transfer(records: pd.DataFrame, cfg: Config, group: str, pos_encoding: str, ax=None):
+    """Accuracy vs length: every seed thin, the mean bold; training ranges shaded."""
+    g = cfg.groups[group]
+    data = transfer_curves(records, cfg, group, pos_encoding)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4))
+    L_main = g.tasks[g.main_task]
+    L_aux = max(g.aux.values(), default=L_main)
+    ax.axvspan(0.5, L_main + 0.5, color="tab:green", alpha=0.10, label=f"main trained (≤{L_main})")
+    if g.aux:
+        ax.axvspan(L_main + 0.5, L_aux + 0.5, color="tab:orange", alpha=0.07, label=f"aux trained (≤{L_aux})")
+    if len(data):
+        sns.lineplot(data=data, x="length", y="exact_match", hue="curve", units="seed", estimator=None,
+                     lw=0.8, alpha=0.35, legend=False, ax=ax)
+        sns.lineplot(data=data, x="length", y="exact_match", hue="curve", errorbar=None, lw=2.4, ax=ax)
+    ax.set(title=f"{group} ({pos_encoding})", xlabel="length", ylabel="exact match", ylim=(-0.03, 1.03))
+    ax.legend(fontsize=8, loc="lower left")
+    return ax.figure
+
+
+def run_summary(records: pd.DataFrame, cfg: Config) -> pd.DataFrame:
+    """One row per run: main-task exact match in-distribution, in the transfer range, beyond; gap."""
+    rows = []
+    fin = final_records(records)
+    for run_id, df in fin.groupby("run_id"):
+        gname = df.group.iloc[0]
+        g = cfg.groups[gname]
+        L_main = g.tasks[g.main_task]
+        hi = max(max(g.aux.values(), default=L_main), 2 * L_main)
+        m = df[df.task == g.main_task]
+        rows.append(dict(
+            run_id=run_id, group=gname, pos_encoding=df.pos_encoding.iloc[0], seed=int(df.seed.iloc[0]),
+            with_aux=bool(g.aux),
+            main_in_dist=m[m.length <= L_main].exact_match.mean(),
+            main_transfer=m[(m.length > L_main) & (m.length <= hi)].exact_match.mean(),
+            main_beyond=m[m.length > hi].exact_match.mean() if (m.length > hi).any() else np.nan,
+            gap=group_gap(df.to_dict("records"), g) if g.aux else np.nan,
+        ))
+    return pd.DataFrame(rows)
+
+
+def transfer_table(summary: pd.DataFrame, cfg: Config) -> pd.DataFrame:
+    """Per group with auxiliaries: mean ± sd over seeds of the main task's transfer-range accuracy,
+    beside its baseline's, and the generalization gap."""
+    out = []
+    for (gname, pe), df in summary[summary.with_aux].groupby(["group", "pos_encoding"]):
+        base = summary[(summary.group == cfg.groups[gname].baseline) & (summary.pos_encoding == pe)]
+        out.append(dict(
+            group=gname, pos_encoding=pe, seeds=len(df),
+            transfer_mean=df.main_transfer.mean(), transfer_sd=df.main_transfer.std(ddof=0),
+            transfer_best=df.main_transfer.max(),
+            baseline_mean=base.main_transfer.mean() if len(base) else np.nan,
+            gap_mean=df.gap.mean(), gap_sd=df.gap.std(ddof=0),
+        ))
+    return pd.DataFrame(out)
+
+
+def save(fig, name: str) -> str:
+    paths.FIGURES_DIR.mkdir(parents=True, exist_ok=True)
+    p = paths.FIGURES_DIR / f"{name}.png"
+    fig.savefig(p, dpi=120, bbox_inches="tight")
+    return str(p.relative_to(paths.PROJ_ROOT))

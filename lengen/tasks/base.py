@@ -1,0 +1,80 @@
+"""The task interface and registry.
+
+A task is a *pure* generator ``(rng, length) -> Example``: all randomness comes from the
+``random.Random`` it is handed, so the same seed gives the same example. ``Example.prompt`` is the
+task's input up to and including its separator ``=``; ``Example.target`` is the answer. Neither carries
+BOS, the task marker or EOS: ``lengen.data.format_example`` adds those, one formatter for training and
+evaluation.
+
+Token syntax inside prompt/target strings (see ``lengen.tokenizer``): every character is a token,
+except ``[n]`` (a maze node, one token) and ``<name>`` (a special token).
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class Example:
+    prompt: str  # the task's input, ending in its separator "=" (no BOS / marker)
+    target: str  # the answer (no EOS)
+
+
+@dataclass(frozen=True)
+class Task:
+    """A registered task.
+
+    name:        registry key; the task marker token is ``<name>``.
+    family:      "arithmetic" | "strings" | "mazes" | ... (for grouping in reports).
+    generate:    pure generator ``(rng: random.Random, length: int) -> Example``.
+    max_tokens:  upper bound on ``len(tokens(prompt)) + len(tokens(target))`` at a length; used to
+                 check that every evaluation length fits the model's position range before compute.
+    max_length:  largest length the task can produce (maze grid: 64 nodes), None if unbounded.
+    length_unit: what "length" counts, for axis labels ("digits", "characters", "nodes").
+    """
+
+    name: str
+    family: str
+    generate: Callable[[random.Random, int], Example]
+    max_tokens: Callable[[int], int]
+    max_length: int | None = None
+    min_length: int = 1
+    length_unit: str = "characters"
+
+    @property
+    def marker(self) -> str:
+        return f"<{self.name}>"
+
+    def check_length(self, length: int) -> None:
+        """Raise ValueError naming the length and the allowed range if the task cannot make it."""
+        hi = "∞" if self.max_length is None else str(self.max_length)
+        if not isinstance(length, int) or isinstance(length, bool):
+            raise ValueError(f"task {self.name!r}: length must be an int, got {length!r}")
+        if length < self.min_length or (self.max_length is not None and length > self.max_length):
+            raise ValueError(
+                f"task {self.name!r}: length {length} is out of range; allowed {self.min_length}..{hi} "
+                f"({self.length_unit})"
+            )
+
+    def sample(self, rng: random.Random, length: int) -> Example:
+        self.check_length(length)
+        return self.generate(rng, length)
+
+
+TASKS: dict[str, Task] = {}
+
+
+def register(task: Task) -> Task:
+    if task.name in TASKS:
+        raise ValueError(f"task {task.name!r} is registered twice")
+    TASKS[task.name] = task
+    return task
+
+
+def get_task(name: str) -> Task:
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}") from None

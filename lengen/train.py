@@ -1,0 +1,149 @@
+"""Run one training job end to end: build, train (resuming if a checkpoint exists), evaluate, record.
+
+    from lengen.config import load_config
+    from lengen.train import train_run
+    run = load_config().run("arith", "rope", seed=0)
+    result = train_run(run)            # -> runs/arith-rope-s0/{records.csv, metrics.json, run.json, checkpoints/}
+
+Resumption: a run killed part-way leaves ``checkpoints/last.ckpt``; calling ``train_run`` again (as
+``dvc repro`` does) continues from it with the same data stream, and ends with the same records as an
+uninterrupted run. A checkpoint made under different parameters (fingerprint mismatch) is discarded.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import platform
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import pandas as pd
+import torch
+from lightning.pytorch.loggers import CSVLogger
+
+from lengen import paths
+from lengen.config import RunConfig
+from lengen.data import EvalExample, LengenDataModule, eval_sets_for_group, read_eval_sets
+from lengen.evaluate import RECORD_FIELDS, group_gap
+from lengen.system import LengenSystem, PerLengthEval, system_from_run
+
+
+@dataclass
+class RunResult:
+    run: RunConfig
+    records: pd.DataFrame  # every evaluation, tidy
+    metrics: dict  # final summary
+    run_dir: Path
+    wall_s: float
+
+
+def fingerprint(run: RunConfig) -> str:
+    """Hash of everything that determines the run's result (resuming across a change is wrong)."""
+    blob = json.dumps(dataclasses.asdict(run), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def load_eval_sets(run: RunConfig, eval_dir: Path | None = None) -> dict[tuple[str, int], list[EvalExample]]:
+    """The run's evaluation sets: from the data stage's files if present, else generated (identically)."""
+    d = run.data
+    wanted = {(t, l) for t in run.group.tasks for l in run.group.eval_lengths(t, d.eval_step)}
+    eval_dir = Path(eval_dir) if eval_dir else paths.EVAL_DIR
+    if all((eval_dir / f"{t}.jsonl").exists() for t in run.group.tasks):
+        sets = read_eval_sets(eval_dir, list(run.group.tasks))
+        if wanted <= set(sets) and all(len(sets[k]) >= d.n_eval for k in wanted):
+            return {k: sets[k][: d.n_eval] for k in sorted(wanted)}
+    return eval_sets_for_group(run.group, d.n_eval, d.seed, d.holdout_modulus, d.eval_step)
+
+
+def summarize(records: pd.DataFrame, run: RunConfig) -> dict:
+    """Final-step exact match of the main task over its ranges, and the generalization gap."""
+    last = records[records.step == records.step.max()]
+    main = last[last.role == "main"]
+    L_main = run.group.tasks[run.group.main_task]
+    L_aux = max(run.group.aux.values(), default=L_main)
+    mean = lambda df: float(df.exact_match.mean()) if len(df) else float("nan")  # noqa: E731
+    out = {
+        "run_id": run.run_id, "group": run.group_name, "pos_encoding": run.pos_encoding, "seed": run.seed,
+        "step": int(records.step.max()),
+        "main_in_distribution": mean(main[main.length <= L_main]),
+        "main_transfer_range": mean(main[(main.length > L_main) & (main.length <= max(L_aux, 2 * L_main))]),
+        "main_far_ood": mean(main[main.length > max(L_aux, 2 * L_main)]),
+    }
+    for task in run.group.aux:
+        a = last[(last.task == task) & (last.length <= run.group.aux[task])]
+        out[f"aux_in_distribution/{task}"] = mean(a)
+    if run.group.aux:
+        out["generalization_gap"] = group_gap(last.to_dict("records"), run.group)
+    return out
+
+
+def train_run(run: RunConfig, eval_dir: Path | None = None, run_dir: Path | None = None,
+              reports_dir: Path | None = None, progress: bool = True, resume: bool = True) -> RunResult:
+    """Train one run (resuming from ``checkpoints/last.ckpt`` if present) and write its outputs.
+
+    ``runs/<id>/``: checkpoints, Lightning logs, ``run.json`` (resolved config, versions, fingerprint).
+    ``reports/records/<id>.csv`` (tidy records) and ``reports/metrics/<id>.json`` (summary).
+    """
+    t0 = time.time()
+    run_dir = Path(run_dir or run.run_dir)
+    records_dir = Path(reports_dir) / "records" if reports_dir else paths.RECORDS_DIR
+    metrics_dir = Path(reports_dir) / "metrics" if reports_dir else paths.METRICS_DIR
+    ckpt_dir = run_dir / "checkpoints"
+    fp = fingerprint(run)
+    fp_file = ckpt_dir / "fingerprint.txt"
+    if ckpt_dir.exists() and (not resume or not fp_file.exists() or fp_file.read_text() != fp):
+        shutil.rmtree(ckpt_dir)  # stale checkpoints from other parameters: never resume from them
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    fp_file.write_text(fp)
+
+    tr, d = run.train, run.data
+    torch.set_num_threads(tr.threads)
+    L.seed_everything(run.seed, workers=True, verbose=False)  # initialization seed; data has its own
+    system = system_from_run(run)
+    sets_final = load_eval_sets(run, eval_dir)
+    sets_during = {k: v[: d.n_eval_during_training] for k, v in sets_final.items()}
+    meta = dict(run_id=run.run_id, group_name=run.group_name, group=run.group, seed=run.seed,
+                pos_encoding=run.pos_encoding)
+    evaluator = PerLengthEval(sets_during, sets_final, tr.eval_every, run_dir, meta, tr.precision)
+    offsets = run.model.max_seq_len if (run.pos_encoding == "ape" and tr.ape_random_offset) else None
+    dm = LengenDataModule(run.group, tr.batch_size, d.seed, d.holdout_modulus, offsets)
+    trainer = L.Trainer(
+        max_steps=tr.steps, accelerator="auto", devices=1, precision=tr.precision,
+        gradient_clip_val=tr.grad_clip or None, logger=CSVLogger(run_dir, name="logs", version=""),
+        callbacks=[evaluator], enable_checkpointing=False, enable_progress_bar=progress,
+        enable_model_summary=False, log_every_n_steps=50, limit_val_batches=0, num_sanity_val_steps=0,
+    )
+    last = ckpt_dir / "last.ckpt"
+    trainer.fit(system, datamodule=dm, ckpt_path=last if (resume and last.exists()) else None)
+
+    records = pd.DataFrame(evaluator.records)[list(RECORD_FIELDS) + ["final"]]
+    records_dir.mkdir(parents=True, exist_ok=True)
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    records.to_csv(records_dir / f"{run.run_id}.csv", index=False)
+    metrics = summarize(records, run)
+    (metrics_dir / f"{run.run_id}.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    info = {
+        "run": dataclasses.asdict(run), "fingerprint": fp, "wall_s_this_session": round(time.time() - t0, 1),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "lightning": L.__version__},
+        "machine": platform.platform(), "threads": tr.threads,
+    }
+    (run_dir / "run.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
+    return RunResult(run, records, metrics, run_dir, time.time() - t0)
+
+
+def load_records(run_ids: list[str], records_dir: Path | None = None) -> pd.DataFrame:
+    """Concatenate the tidy records of the given runs; a missing run is an error, not a silent gap."""
+    records_dir = Path(records_dir or paths.RECORDS_DIR)
+    missing = [r for r in run_ids if not (records_dir / f"{r}.csv").exists()]
+    if missing:
+        raise FileNotFoundError(f"no records for run(s) {missing} in {records_dir}; run `dvc repro` first")
+    frames = [pd.read_csv(records_dir / f"{r}.csv") for r in run_ids]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RECORD_FIELDS)
+
+
+def load_system(checkpoint: Path) -> LengenSystem:
+    return LengenSystem.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False)
