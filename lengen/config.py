@@ -150,6 +150,23 @@ class GroupConfig:
         """All tasks with their max training length, main first."""
         return {**self.main, **self.aux}
 
+    @property
+    def main_max(self) -> int:
+        """The main task's maximum training length L."""
+        return self.main[self.main_task]
+
+    @property
+    def transfer_max(self) -> int:
+        """Upper end of the 'expected transfer' range (L, transfer_max]: the longest auxiliary
+        training length, or 2L for a baseline (so a group and its baseline share the range)."""
+        return max(max(self.aux.values(), default=0), 2 * self.main_max)
+
+    def length_range(self, length: int) -> str:
+        """'in-distribution' (≤ L), 'transfer' ((L, transfer_max]) or 'beyond' for the main task."""
+        if length <= self.main_max:
+            return "in-distribution"
+        return "transfer" if length <= self.transfer_max else "beyond"
+
     def role(self, task: str) -> str:
         return "main" if task == self.main_task else "aux"
 

@@ -158,9 +158,14 @@ class TrainStream(IterableDataset):
             if not is_heldout(name, ex.prompt, self.modulus):
                 return name, ex
 
-    def batch(self, k: int) -> dict[str, torch.Tensor]:
+    def examples(self, k: int) -> tuple[random.Random, list[tuple[str, Example]]]:
+        """The (task, example) pairs of batch k, and the batch's RNG (for the position offsets)."""
         rng = random.Random(f"train/{self.seed}/{k}")
-        seqs = [format_example(*self.sample(rng), tok=self.tok) for _ in range(self.batch_size)]
+        return rng, [self.sample(rng) for _ in range(self.batch_size)]
+
+    def batch(self, k: int) -> dict[str, torch.Tensor]:
+        rng, exs = self.examples(k)
+        seqs = [format_example(task, ex, self.tok) for task, ex in exs]
         out = collate(seqs, self.tok.pad_id)
         if self.max_seq_len is not None:
             T = out["input_ids"].shape[1]
@@ -189,3 +194,71 @@ class LengenDataModule(L.LightningDataModule):
         stream = TrainStream(self.group, self.batch_size, self.seed, self.holdout_modulus,
                              self.random_offset_max_seq_len, start_step=start)
         return DataLoader(stream, batch_size=None, num_workers=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data-stage helpers (used by notebooks/01_data.ipynb)
+
+
+def experiment_eval_sets(cfg, n: int | None = None) -> dict[tuple[str, int], list[EvalExample]]:
+    """The evaluation sets of every group in the experiment (union over groups; same (task, length)
+    pairs are the same set whichever group asks, because sets are seeded per (task, length))."""
+    d = cfg.data
+    sets: dict[tuple[str, int], list[EvalExample]] = {}
+    for g in cfg.experiment.groups:
+        group = cfg.groups[g]
+        for task in group.tasks:
+            for length in group.eval_lengths(task, d.eval_step):
+                if (task, length) not in sets:
+                    sets[(task, length)] = make_eval_set(task, length, n or d.n_eval, d.seed, d.holdout_modulus)
+    return sets
+
+
+def preview(tasks: list[str], lengths: list[int], seed: int = 0):
+    """One example per (task, length), as a DataFrame with the formatted token sequence."""
+    import pandas as pd
+
+    tok = default_tokenizer()
+    rows = []
+    for task in tasks:
+        t = get_task(task)
+        for length in lengths:
+            if t.max_length is not None and length > t.max_length or length < t.min_length:
+                continue
+            ex = t.generate(random.Random(f"preview/{seed}/{task}/{length}"), length)
+            ids, n_prompt = format_example(task, ex, tok)
+            rows.append(dict(task=task, length=length, prompt=ex.prompt, target=ex.target, tokens=len(ids),
+                             loss_tokens=len(ids) - n_prompt))
+    return pd.DataFrame(rows)
+
+
+def check_disjoint(cfg, n_batches: int = 20) -> "pd.DataFrame":
+    """Draw training batches of every group and count prompts that occur in its evaluation sets."""
+    import pandas as pd
+
+    sets = experiment_eval_sets(cfg)
+    eval_prompts = {(e.task, e.prompt) for exs in sets.values() for e in exs}
+    rows = []
+    for g in cfg.experiment.groups:
+        stream = TrainStream(cfg.groups[g], cfg.train.batch_size, cfg.data.seed, cfg.data.holdout_modulus)
+        drawn = [pair for k in range(n_batches) for pair in stream.examples(k)[1]]
+        collisions = sum((task, ex.prompt) in eval_prompts for task, ex in drawn)
+        rows.append(dict(group=g, train_examples=len(drawn), eval_examples=len(eval_prompts), collisions=collisions))
+    return pd.DataFrame(rows)
+
+
+def generation_speed(cfg, seconds: float = 2.0) -> "pd.DataFrame":
+    """Training examples generated per second (generation + formatting + collation), per group."""
+    import time
+
+    import pandas as pd
+
+    rows = []
+    for g in cfg.experiment.groups:
+        stream = TrainStream(cfg.groups[g], cfg.train.batch_size, cfg.data.seed, cfg.data.holdout_modulus)
+        t0, k = time.perf_counter(), 0
+        while time.perf_counter() - t0 < seconds:
+            stream.batch(k)
+            k += 1
+        rows.append(dict(group=g, examples_per_s=k * cfg.train.batch_size / (time.perf_counter() - t0)))
+    return pd.DataFrame(rows)

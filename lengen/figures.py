@@ -65,19 +65,14 @@ def plot_transfer(records: pd.DataFrame, cfg: Config, group: str, pos_encoding: 
 def run_summary(records: pd.DataFrame, cfg: Config) -> pd.DataFrame:
     """One row per run: main-task exact match in-distribution, in the transfer range, beyond; gap."""
     rows = []
-    fin = final_records(records)
-    for run_id, df in fin.groupby("run_id"):
-        gname = df.group.iloc[0]
-        g = cfg.groups[gname]
-        L_main = g.tasks[g.main_task]
-        hi = max(max(g.aux.values(), default=L_main), 2 * L_main)
+    for run_id, df in final_records(records).groupby("run_id"):
+        g = cfg.groups[df.group.iloc[0]]
         m = df[df.task == g.main_task]
+        acc = m.groupby(m.length.map(g.length_range)).exact_match.mean()
         rows.append(dict(
-            run_id=run_id, group=gname, pos_encoding=df.pos_encoding.iloc[0], seed=int(df.seed.iloc[0]),
-            with_aux=bool(g.aux),
-            main_in_dist=m[m.length <= L_main].exact_match.mean(),
-            main_transfer=m[(m.length > L_main) & (m.length <= hi)].exact_match.mean(),
-            main_beyond=m[m.length > hi].exact_match.mean() if (m.length > hi).any() else np.nan,
+            run_id=run_id, group=df.group.iloc[0], pos_encoding=df.pos_encoding.iloc[0], seed=int(df.seed.iloc[0]),
+            with_aux=bool(g.aux), main_in_dist=acc.get("in-distribution", np.nan),
+            main_transfer=acc.get("transfer", np.nan), main_beyond=acc.get("beyond", np.nan),
             gap=group_gap(df.to_dict("records"), g) if g.aux else np.nan,
         ))
     return pd.DataFrame(rows)
@@ -104,3 +99,52 @@ def save(fig, name: str) -> str:
     p = paths.FIGURES_DIR / f"{name}.png"
     fig.savefig(p, dpi=120, bbox_inches="tight")
     return str(p.relative_to(paths.PROJ_ROOT))
+
+
+def plot_run(records: pd.DataFrame, cfg: Config, run_id: str):
+    """One run: final exact match vs length per task (left) and main-task accuracy over checkpoints
+    in its in-distribution / transfer / beyond ranges (right)."""
+    df = records[records.run_id == run_id]
+    g = cfg.groups[df.group.iloc[0]]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4))
+    sns.lineplot(data=final_records(df), x="length", y="exact_match", hue="task", marker="o", ax=a1)
+    for task, L in g.tasks.items():
+        a1.axvline(L + 0.5, ls=":", c="gray")
+    a1.set(title=f"{run_id}: final", ylim=(-0.03, 1.03), ylabel="exact match")
+    sns.lineplot(data=length_ranges(df, cfg), x="step", y="exact_match", hue="range", marker="o", ax=a2)
+    a2.set(title=f"{g.main_task}: accuracy across checkpoints", ylim=(-0.03, 1.03), ylabel="exact match")
+    fig.tight_layout()
+    return fig
+
+
+def length_ranges(records: pd.DataFrame, cfg: Config) -> pd.DataFrame:
+    """Main-task exact match per run and step, averaged within in-distribution (≤L), transfer
+    (L, max(aux L, 2L)] and beyond ranges (the paper's Fig. 11 view of checkpoint instability)."""
+    out = []
+    for (run_id, step), df in records.groupby(["run_id", "step"]):
+        g = cfg.groups[df.group.iloc[0]]
+        m = df[df.task == g.main_task]
+        for name, acc in m.groupby(m.length.map(g.length_range)).exact_match.mean().items():
+            out.append(dict(run_id=run_id, group=df.group.iloc[0], seed=int(df.seed.iloc[0]), step=int(step),
+                            range=name, exact_match=float(acc)))
+    return pd.DataFrame(out)
+
+
+def describe_transfer(table: pd.DataFrame) -> str:
+    """Markdown sentences with the measured numbers, one per group (for the notebooks' findings)."""
+    lines = []
+    for r in table.itertuples():
+        lines.append(
+            f"- **{r.group}** ({r.pos_encoding}, {r.seeds} seed(s)): main task in the transfer range "
+            f"{r.transfer_mean:.2f} ± {r.transfer_sd:.2f} (best seed {r.transfer_best:.2f}) with auxiliaries vs "
+            f"{r.baseline_mean:.2f} alone; generalization gap {r.gap_mean:.2f} ± {r.gap_sd:.2f}."
+        )
+    return "\n".join(lines) if lines else "_No group with auxiliaries was run._"
+
+
+def plot_ranges(ranges: pd.DataFrame):
+    """Main-task accuracy per length range across checkpoints, one panel per group, seeds as lines."""
+    grid = sns.relplot(data=ranges, x="step", y="exact_match", hue="range", style="seed", col="group",
+                       kind="line", marker="o", height=3.2, aspect=1.2, col_wrap=min(3, ranges.group.nunique()))
+    grid.set(ylim=(-0.03, 1.03))
+    return grid.figure

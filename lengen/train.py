@@ -62,20 +62,17 @@ def load_eval_sets(run: RunConfig, eval_dir: Path | None = None) -> dict[tuple[s
 def summarize(records: pd.DataFrame, run: RunConfig) -> dict:
     """Final-step exact match of the main task over its ranges, and the generalization gap."""
     last = records[records.step == records.step.max()]
+    g = run.group
     main = last[last.role == "main"]
-    L_main = run.group.tasks[run.group.main_task]
-    L_aux = max(run.group.aux.values(), default=L_main)
-    mean = lambda df: float(df.exact_match.mean()) if len(df) else float("nan")  # noqa: E731
+    acc = main.groupby(main.length.map(g.length_range)).exact_match.mean()
     out = {
         "run_id": run.run_id, "group": run.group_name, "pos_encoding": run.pos_encoding, "seed": run.seed,
         "step": int(records.step.max()),
-        "main_in_distribution": mean(main[main.length <= L_main]),
-        "main_transfer_range": mean(main[(main.length > L_main) & (main.length <= max(L_aux, 2 * L_main))]),
-        "main_far_ood": mean(main[main.length > max(L_aux, 2 * L_main)]),
+        **{f"main/{k}": float(acc.get(k, float("nan"))) for k in ("in-distribution", "transfer", "beyond")},
     }
     for task in run.group.aux:
         a = last[(last.task == task) & (last.length <= run.group.aux[task])]
-        out[f"aux_in_distribution/{task}"] = mean(a)
+        out[f"aux/{task}/in-distribution"] = float(a.exact_match.mean())
     if run.group.aux:
         out["generalization_gap"] = group_gap(last.to_dict("records"), run.group)
     return out
@@ -125,6 +122,8 @@ def train_run(run: RunConfig, eval_dir: Path | None = None, run_dir: Path | None
     metrics_dir.mkdir(parents=True, exist_ok=True)
     records.to_csv(records_dir / f"{run.run_id}.csv", index=False)
     metrics = summarize(records, run)
+    # NaN (a range with no evaluated length) is not valid JSON: write null.
+    metrics = {k: (None if isinstance(v, float) and v != v else v) for k, v in metrics.items()}
     (metrics_dir / f"{run.run_id}.json").write_text(json.dumps(metrics, indent=2) + "\n")
     info = {
         "run": dataclasses.asdict(run), "fingerprint": fp, "wall_s_this_session": round(time.time() - t0, 1),

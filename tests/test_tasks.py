@@ -9,7 +9,7 @@ import random
 import re
 
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lengen.tasks import TASKS, get_task
