@@ -58,7 +58,7 @@ def plot_transfer(records: pd.DataFrame, cfg: Config, group: str, pos_encoding: 
                      lw=0.8, alpha=0.35, legend=False, ax=ax)
         sns.lineplot(data=data, x="length", y="exact_match", hue="curve", errorbar=None, lw=2.4, ax=ax)
     ax.set(title=f"{group} ({pos_encoding})", xlabel="length", ylabel="exact match", ylim=(-0.03, 1.03))
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="best")
     return ax.figure
 
 

@@ -15,4 +15,5 @@ REPORTS_DIR = PROJ_ROOT / "reports"
 FIGURES_DIR = REPORTS_DIR / "figures"
 RECORDS_DIR = REPORTS_DIR / "records"  # tidy per-length records, one CSV per run (DVC plots)
 METRICS_DIR = REPORTS_DIR / "metrics"  # one JSON summary per run (DVC metrics)
+PLOTS_DIR = REPORTS_DIR / "plots"  # final accuracy-vs-length per run and task (DVC plots)
 NOTEBOOKS_DIR = PROJ_ROOT / "notebooks"

@@ -79,16 +79,19 @@ def summarize(records: pd.DataFrame, run: RunConfig) -> dict:
 
 
 def train_run(run: RunConfig, eval_dir: Path | None = None, run_dir: Path | None = None,
-              reports_dir: Path | None = None, progress: bool = True, resume: bool = True) -> RunResult:
+              reports_dir: Path | None = None, progress: bool = True, resume: bool = True,
+              callbacks: list[L.Callback] | None = None) -> RunResult:
     """Train one run (resuming from ``checkpoints/last.ckpt`` if present) and write its outputs.
 
     ``runs/<id>/``: checkpoints, Lightning logs, ``run.json`` (resolved config, versions, fingerprint).
-    ``reports/records/<id>.csv`` (tidy records) and ``reports/metrics/<id>.json`` (summary).
+    ``reports/records/<id>.csv`` (tidy records), ``reports/metrics/<id>.json`` (summary) and
+    ``reports/plots/<id>/<task>.csv`` (final accuracy vs length, for ``dvc plots show``).
     """
     t0 = time.time()
     run_dir = Path(run_dir or run.run_dir)
-    records_dir = Path(reports_dir) / "records" if reports_dir else paths.RECORDS_DIR
-    metrics_dir = Path(reports_dir) / "metrics" if reports_dir else paths.METRICS_DIR
+    reports_dir = Path(reports_dir) if reports_dir else paths.REPORTS_DIR
+    records_dir, metrics_dir = reports_dir / "records", reports_dir / "metrics"
+    plots_dir = reports_dir / "plots" / run.run_id
     ckpt_dir = run_dir / "checkpoints"
     fp = fingerprint(run)
     fp_file = ckpt_dir / "fingerprint.txt"
@@ -111,7 +114,7 @@ def train_run(run: RunConfig, eval_dir: Path | None = None, run_dir: Path | None
     trainer = L.Trainer(
         max_steps=tr.steps, accelerator="auto", devices=1, precision=tr.precision,
         gradient_clip_val=tr.grad_clip or None, logger=CSVLogger(run_dir, name="logs", version=""),
-        callbacks=[evaluator], enable_checkpointing=False, enable_progress_bar=progress,
+        callbacks=[evaluator, *(callbacks or [])], enable_checkpointing=False, enable_progress_bar=progress,
         enable_model_summary=False, log_every_n_steps=50, limit_val_batches=0, num_sanity_val_steps=0,
     )
     last = ckpt_dir / "last.ckpt"
@@ -121,6 +124,10 @@ def train_run(run: RunConfig, eval_dir: Path | None = None, run_dir: Path | None
     records_dir.mkdir(parents=True, exist_ok=True)
     metrics_dir.mkdir(parents=True, exist_ok=True)
     records.to_csv(records_dir / f"{run.run_id}.csv", index=False)
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    final = records[records.step == records.step.max()]
+    for task, df in final.groupby("task"):  # one small file per task: what `dvc plots show` draws
+        df[["length", "exact_match", "token_accuracy"]].to_csv(plots_dir / f"{task}.csv", index=False)
     metrics = summarize(records, run)
     # NaN (a range with no evaluated length) is not valid JSON: write null.
     metrics = {k: (None if isinstance(v, float) and v != v else v) for k, v in metrics.items()}

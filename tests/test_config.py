@@ -1,0 +1,82 @@
+import copy
+
+import pytest
+import yaml
+
+from lengen import paths
+from lengen.config import Config, load_config, parse_config, use_profile
+
+
+def raw(profile="cpu"):
+    with open(paths.PROFILES_DIR / f"{profile}.yaml") as f:
+        return yaml.safe_load(f)
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "paper"])
+def test_profiles_validate(profile):
+    cfg = load_config(paths.PROFILES_DIR / f"{profile}.yaml")
+    assert isinstance(cfg, Config) and cfg.profile == profile
+    assert cfg.runs(), "a profile must train something"
+    for g in cfg.experiment.groups:  # every group with auxiliaries names its baseline, which is run too
+        base = cfg.groups[g].baseline
+        if cfg.groups[g].aux:
+            assert base in cfg.experiment.groups
+
+
+def test_params_yaml_validates():
+    assert load_config().profile in ("smoke", "cpu", "paper")
+
+
+def mutate(fn, profile="smoke"):
+    r = copy.deepcopy(raw(profile))
+    fn(r)
+    return r
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda r: r["train"].update(setps=10), r"train: unknown key\(s\) \['setps'\]"),
+    (lambda r: r.update(trian={}), r"unknown section\(s\) \['trian'\]"),
+    (lambda r: r["train"].pop("lr"), r"train: missing key\(s\) \['lr'\]"),
+    (lambda r: r["train"].update(steps="many"), r"train.steps: must be int"),
+    (lambda r: r["train"].update(steps=1.5), r"train.steps: must be int"),
+    (lambda r: r["train"].update(lr=-1.0), r"train.lr: must be > 0"),
+    (lambda r: r["train"].update(precision="fp8"), r"train.precision: 'fp8' is not one of"),
+    (lambda r: r["model"].update(n_head=3), r"n_head=3 does not divide d_model=32"),
+    (lambda r: r["groups"]["add_alone"]["main"].update(bogus=3), r"needs exactly one task"),
+    (lambda r: r["groups"]["add_alone"].update(main={"bogus": 3}), r"unknown task 'bogus'; known tasks: .*reverse_add"),
+    (lambda r: r["groups"]["add_alone"].update(main={}), r"needs exactly one task, got none"),
+    (lambda r: r["groups"]["add_alone"].update(main={"reverse_add": 0}), r"length 0 is out of range; allowed 1"),
+    (lambda r: r["groups"]["add_alone"].update(main={"dfs_trace": 65}, eval_max=65), r"length 65 is out of range; allowed 2..64"),
+    (lambda r: r["experiment"].update(groups=[]), r"experiment.groups: must not be empty"),
+    (lambda r: r["experiment"].update(groups=["nope"]), r"unknown group 'nope'"),
+    (lambda r: r["experiment"].update(pos_encodings=["alibi"]), r"'alibi' is not one of"),
+    (lambda r: r["model"].update(max_seq_len=20), r"model.max_seq_len: 20 is too short for group"),
+    (lambda r: r["data"].update(holdout_modulus=1), r"holdout_modulus: must be >= 2"),
+])
+def test_bad_params_fail_naming_the_key(change, match):
+    with pytest.raises(ValueError, match=match):
+        parse_config(mutate(change))
+
+
+def test_frozen_and_derived(smoke_cfg):
+    with pytest.raises(Exception):
+        smoke_cfg.train.steps = 3
+    t = smoke_cfg.train
+    assert t.warmup_steps == round(t.warmup_frac * t.steps)
+    g = smoke_cfg.groups["arith_carry"]
+    assert g.main_task == "reverse_add" and g.transfer_max == max(g.aux.values())
+    assert [g.length_range(l) for l in (g.main_max, g.main_max + 1, g.transfer_max + 1)] == \
+        ["in-distribution", "transfer", "beyond"]
+    assert smoke_cfg.groups["add_alone"].transfer_max == 2 * g.main_max
+
+
+def test_run_ids_unique(smoke_cfg):
+    ids = [r.run_id for r in smoke_cfg.runs()]
+    assert len(ids) == len(set(ids))
+
+
+def test_use_profile(tmp_path):
+    dst = use_profile("smoke", target=tmp_path / "params.yaml")
+    assert load_config(dst).profile == "smoke"
+    with pytest.raises(ValueError, match="unknown profile 'gpu'; known profiles"):
+        use_profile("gpu", target=tmp_path / "x.yaml")

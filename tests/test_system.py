@@ -1,0 +1,97 @@
+"""Training system: schedule, a short real run, kill/resume equality, determinism."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pandas as pd
+import pytest
+
+from lengen.system import lr_lambda
+from lengen.train import train_run
+
+
+def test_schedule_warmup_constant_cosine():
+    f = lambda s: lr_lambda(s, warmup_steps=10, decay_steps=20, total_steps=100, min_lr_frac=0.1)  # noqa: E731
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(10) == f(50) == f(79) == 1.0
+    assert f(90) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert f(100) == pytest.approx(0.1)
+    assert all(f(s) >= f(s + 1) for s in range(80, 100))
+
+
+def smoke_run(smoke_cfg, **overrides):
+    import dataclasses
+
+    run = smoke_cfg.run("arith_carry", "ape", 0)  # APE exercises the random offsets in the stream
+    return dataclasses.replace(run, train=dataclasses.replace(run.train, **overrides)) if overrides else run
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import os, signal, sys, dataclasses
+    import lightning as L, torch
+    torch.set_num_threads(1)
+    from lengen.config import load_config
+    from lengen.paths import PROFILES_DIR
+    from lengen.train import train_run
+
+    class Kill(L.Callback):  # a hard kill mid-run: no cleanup, no final evaluation
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == int(sys.argv[2]):
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    run = load_config(PROFILES_DIR / "smoke.yaml").run("arith_carry", "ape", 0)
+    train_run(run, run_dir=sys.argv[1] + "/run", reports_dir=sys.argv[1] + "/reports", progress=False,
+              callbacks=[Kill()])
+""")
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_identical_records(tmp_path, smoke_cfg):
+    run = smoke_run(smoke_cfg)
+    ref = train_run(run, run_dir=tmp_path / "ref/run", reports_dir=tmp_path / "ref/reports", progress=False)
+    # Same params -> identical records and metrics (CPU).
+    again = train_run(run, run_dir=tmp_path / "again/run", reports_dir=tmp_path / "again/reports", progress=False)
+    pd.testing.assert_frame_equal(ref.records, again.records)
+
+    kill_at = run.train.eval_every + 5  # after the first kept checkpoint, before the end
+    script = tmp_path / "kill.py"
+    script.write_text(KILL_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "k"), str(kill_at)],
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert (tmp_path / "k/run/checkpoints/last.ckpt").exists()
+    assert not (tmp_path / "k/reports/records").exists()  # it really died before finishing
+
+    resumed = train_run(run, run_dir=tmp_path / "k/run", reports_dir=tmp_path / "k/reports", progress=False)
+    pd.testing.assert_frame_equal(ref.records, resumed.records)
+    m_ref = json.loads((tmp_path / "ref/reports/metrics" / f"{run.run_id}.json").read_text())
+    m_res = json.loads((tmp_path / "k/reports/metrics" / f"{run.run_id}.json").read_text())
+    assert m_ref == m_res
+    steps = sorted(resumed.records.step.unique())
+    assert steps == list(range(run.train.eval_every, run.train.steps + 1, run.train.eval_every))
+    kept = sorted(p.name for p in (tmp_path / "k/run/checkpoints").glob("step=*.ckpt"))
+    assert kept == [f"step={s:06d}.ckpt" for s in steps]
+
+
+@pytest.mark.slow
+def test_changed_params_do_not_resume_stale_checkpoints(tmp_path, smoke_cfg):
+    a = train_run(smoke_run(smoke_cfg), run_dir=tmp_path / "run", reports_dir=tmp_path / "rep", progress=False)
+    b = train_run(smoke_run(smoke_cfg, lr=0.01), run_dir=tmp_path / "run", reports_dir=tmp_path / "rep",
+                  progress=False)
+    assert b.records.step.min() == smoke_cfg.train.eval_every  # trained from scratch, full history
+    assert not a.records.equals(b.records)
+
+
+@pytest.mark.slow
+def test_training_learns(tmp_path, smoke_cfg):
+    import dataclasses
+
+    run = smoke_cfg.run("add_alone", "rope", 0)
+    run = dataclasses.replace(run, train=dataclasses.replace(run.train, steps=150, eval_every=150, lr=3e-3))
+    res = train_run(run, run_dir=tmp_path / "run", reports_dir=tmp_path / "rep", progress=False)
+    log = pd.read_csv(tmp_path / "run/logs/metrics.csv").dropna(subset=["train/loss"])
+    assert log["train/loss"].iloc[-1] < 0.7 * log["train/loss"].iloc[0]
+    ind = res.records[res.records.in_distribution]
+    assert ind.token_accuracy.mean() > 0.3  # well above chance over 10 digits + eos
