@@ -454,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-repeats", type=int, default=None)
     p.add_argument("--datagen-seconds", type=float, default=None)
     p.add_argument("--peak-reps", type=int, default=None)
+    p.add_argument("--no-variants", dest="variants", action="store_false",
+                   help="skip the informational contestants (explicit / eager attention)")
     p.add_argument("--quick", action="store_true", help="tiny settings for a smoke test (< 1 min)")
     p.add_argument("--json", type=Path, default=None,
                    help="results file (default benchmarks/results.json; --quick: /tmp/lengen_bench_quick.json)")
@@ -538,7 +540,9 @@ def main(argv: list[str] | None = None) -> int:
                                                                                    args.repeats))
     rows = []
     for name, r in train.items():
-        for k, label in (("lightning", "lengen Lightning"), ("plain", "lengen plain loop"), ("hf", "HF Llama plain loop")):
+        for k, label in CONTESTANTS.items():
+            if k not in r:
+                continue
             x = r[k]
             rows.append([name, label, f"{x['ms_per_step']:.1f}", f"{x['median_step_ms']:.1f}",
                          f"{x['input_tokens_per_s']:,.0f}", f"{x['target_tokens_per_s']:,.0f}",
@@ -557,9 +561,11 @@ def main(argv: list[str] | None = None) -> int:
     print("\nper-step breakdown of the plain loops (ms/step):")
     rows = []
     for name, r in train.items():
-        for k in ("plain", "hf"):
+        for k, label in CONTESTANTS.items():
+            if k == "lightning" or k not in r:
+                continue
             ph = r[k]["phases_ms_per_step"]
-            rows.append([name, "lengen" if k == "plain" else "HF Llama"] + [f"{ph[x]:.1f}" for x in ph])
+            rows.append([name, label] + [f"{ph[x]:.1f}" for x in ph])
     print(fmt_table(rows, ["model", "stack", "fwd+loss", "backward", "clip", "optimizer"]))
 
     print("\n2. MODEL FLOP/s vs MATMUL PEAK (plain lengen loop; FLOPs = flops_per_token(T) x B x T, padding incl.)")
@@ -621,8 +627,9 @@ def main(argv: list[str] | None = None) -> int:
                                "description": TARGETS[k][2], "met": met(values[k], k) == "yes"} for k in TARGETS},
                "wall_s": total}
     for r in train.values():  # per-step lists are bulky; keep their summary only
-        for k in ("lightning", "plain", "hf"):
-            r[k].pop("steps_ms", None)
+        for k in CONTESTANTS:
+            if k in r:
+                r[k].pop("steps_ms", None)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(f"results -> {args.json}")
