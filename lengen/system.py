@@ -100,8 +100,10 @@ class PerLengthEval(L.Callback):
         self.records.extend(rows)
         self.evaluated_steps.append(step)
         ckpt_dir = self.run_dir / "checkpoints"
-        trainer.save_checkpoint(ckpt_dir / f"step={step:06d}.ckpt")
-        trainer.save_checkpoint(ckpt_dir / "last.ckpt")  # what a killed run resumes from
+        # Kept checkpoints hold weights + hyperparameters (for the head analysis); last.ckpt holds the
+        # full training state (optimizer, schedule, these records) that a killed run resumes from.
+        trainer.save_checkpoint(ckpt_dir / f"step={step:06d}.ckpt", weights_only=True)
+        trainer.save_checkpoint(ckpt_dir / "last.ckpt", weights_only=False)
         self.flush()
         main = [r for r in rows if r["role"] == "main"]
         ood = [r["exact_match"] for r in main if not r["in_distribution"]]

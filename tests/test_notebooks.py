@@ -34,3 +34,14 @@ def test_notebook_is_stripped_and_thin(nb_path):
         assert not defs, f"{nb_path.name}: logic belongs in lengen/, not a notebook"
     assert code.index(tagged[0]) == 0, "parameters come first"
     assert any(c["cell_type"] == "markdown" for c in nb["cells"])
+
+
+def test_notebook_runs_from_the_notebooks_dir(tmp_path):
+    """JupyterLab runs notebooks with cwd=notebooks/; paths must come from the package, not the cwd."""
+    import papermill as pm
+
+    out = tmp_path / "out.ipynb"
+    pm.execute_notebook(str(paths.NOTEBOOKS_DIR / "03_pretrained.ipynb"), str(out), kernel_name="python3",
+                        cwd=str(paths.NOTEBOOKS_DIR), progress_bar=False,
+                        parameters={"params_file": "profiles/smoke.yaml"})
+    assert "runs it will read" in out.read_text()
