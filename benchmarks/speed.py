@@ -199,6 +199,7 @@ def time_lightning(mcfg, train_cfg, batches, warmup: int, steps: int, clip: floa
 
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             self.t.append(time.perf_counter())
+            self.threads = torch.get_num_threads()
 
     n = warmup + steps + 1  # one extra, untimed step: its start closes the timed window
     system = make_system(mcfg, train_cfg, n)
@@ -213,6 +214,8 @@ def time_lightning(mcfg, train_cfg, batches, warmup: int, steps: int, clip: floa
     trainer.fit(system, train_dataloaders=loader)
     total = time.perf_counter() - t0
     assert len(clock.t) == n, (len(clock.t), n)
+    if clock.threads != torch.get_num_threads():
+        raise RuntimeError(f"Lightning ran with {clock.threads} threads, not {torch.get_num_threads()}")
     return {"seconds": clock.t[warmup + steps] - clock.t[warmup], "fit_wall_s": total,
             "steps_ms": [1e3 * (b - a) for a, b in zip(clock.t[warmup:], clock.t[warmup + 1:])]}
 
@@ -454,14 +457,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-repeats", type=int, default=None)
     p.add_argument("--datagen-seconds", type=float, default=None)
     p.add_argument("--peak-reps", type=int, default=None)
-    p.add_argument("--no-variants", dest="variants", action="store_false",
-                   help="skip the informational contestants (explicit / eager attention)")
+    p.add_argument("--variants", action=argparse.BooleanOptionalAction, default=None,
+                   help="also time the informational contestants (explicit / eager attention); "
+                        "default on, off with --quick")
     p.add_argument("--quick", action="store_true", help="tiny settings for a smoke test (< 1 min)")
     p.add_argument("--json", type=Path, default=None,
                    help="results file (default benchmarks/results.json; --quick: /tmp/lengen_bench_quick.json)")
     args = p.parse_args(argv)
     q = args.quick
-    defaults = dict(steps=(4, 60), warmup=(2, 8), repeats=(1, 2), eval_n=(128, 512), eval_repeats=(1, 2),
+    defaults = dict(variants=(False, True), steps=(4, 30), warmup=(2, 6), repeats=(1, 2), eval_n=(128, 512), eval_repeats=(1, 2),
                     datagen_seconds=(0.3, 2.0), peak_reps=(2, 5))
     for k, (quick_v, full_v) in defaults.items():
         if getattr(args, k) is None:

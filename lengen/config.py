@@ -27,8 +27,8 @@ from pathlib import Path
 import yaml
 
 from lengen import paths
+from lengen.model import POS_ENCODINGS
 
-POS_ENCODINGS = ("rope", "nope", "ape")
 PRECISIONS = ("bf16-mixed", "32-true", "16-mixed")
 
 
@@ -96,6 +96,8 @@ class TrainConfig:
     threads: int  # torch intra-op threads on CPU (never run two 2-thread trainings at once)
     eval_every: int  # steps between per-length evaluations (each keeps a checkpoint)
     ape_random_offset: bool  # APE only: random position offset per example in training
+    devices: int  # accelerators per run; > 1 trains with Lightning's DDP (batch_size stays global)
+    num_workers: int  # DataLoader worker processes generating the stream (0 = in the training process)
 
     def __post_init__(self):
         for k in ("steps", "batch_size", "lr", "eps", "threads", "eval_every"):
@@ -107,6 +109,10 @@ class TrainConfig:
         if self.warmup_frac + self.decay_frac > 1:
             _fail("train.decay_frac", f"warmup_frac + decay_frac = {self.warmup_frac + self.decay_frac} > 1")
         _positive("train.weight_decay", self.weight_decay, allow_zero=True)
+        _positive("train.devices", self.devices)
+        _positive("train.num_workers", self.num_workers, allow_zero=True)
+        if self.batch_size % self.devices:
+            _fail("train.devices", f"devices={self.devices} does not divide batch_size={self.batch_size}")
         _positive("train.grad_clip", self.grad_clip, allow_zero=True)
         if self.precision not in PRECISIONS:
             _fail("train.precision", f"{self.precision!r} is not one of {PRECISIONS}")

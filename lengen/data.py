@@ -144,12 +144,16 @@ class TrainStream(IterableDataset):
     """
 
     def __init__(self, group: GroupConfig, batch_size: int, seed: int, modulus: int,
-                 max_seq_len: int | None = None, start_step: int = 0, tok: Tokenizer | None = None):
+                 max_seq_len: int | None = None, start_step: int = 0, tok: Tokenizer | None = None,
+                 rank: int = 0, world_size: int = 1):
         self.tasks = [(name, get_task(name), max_len) for name, max_len in group.tasks.items()]
         self.batch_size, self.seed, self.modulus = batch_size, seed, modulus
         self.max_seq_len = max_seq_len  # None: no random offsets
         self.start_step = start_step
         self.tok = tok or default_tokenizer()
+        # Under DDP every rank draws the same global batch k and keeps its share, so the global
+        # batch (and so the experiment) does not depend on the number of devices.
+        self.rank, self.world_size = rank, world_size
 
     def sample(self, rng: random.Random) -> tuple[str, Example]:
         while True:
@@ -165,7 +169,7 @@ class TrainStream(IterableDataset):
 
     def batch(self, k: int) -> dict[str, torch.Tensor]:
         rng, exs = self.examples(k)
-        seqs = [format_example(task, ex, self.tok) for task, ex in exs]
+        seqs = [format_example(task, ex, self.tok) for task, ex in exs[self.rank :: self.world_size]]
         out = collate(seqs, self.tok.pad_id)
         if self.max_seq_len is not None:
             T = out["input_ids"].shape[1]
@@ -173,27 +177,34 @@ class TrainStream(IterableDataset):
         return out
 
     def __iter__(self):
-        k = self.start_step
+        # With DataLoader workers, worker w of n makes batches start+w, start+w+n, ...; the loader
+        # takes one from each worker in turn, so batches still arrive in order k, k+1, ...
+        info = torch.utils.data.get_worker_info()
+        w, n = (info.id, info.num_workers) if info else (0, 1)
+        k = self.start_step + w
         while True:
             yield self.batch(k)
-            k += 1
+            k += n
 
 
 class LengenDataModule(L.LightningDataModule):
     """Training stream for one run; resumes at the trainer's global step so data never repeats."""
 
     def __init__(self, group: GroupConfig, batch_size: int, seed: int, holdout_modulus: int,
-                 random_offset_max_seq_len: int | None = None):
+                 random_offset_max_seq_len: int | None = None, num_workers: int = 0):
         super().__init__()
         self.group, self.batch_size, self.seed = group, batch_size, seed
         self.holdout_modulus = holdout_modulus
         self.random_offset_max_seq_len = random_offset_max_seq_len
+        self.num_workers = num_workers
 
     def train_dataloader(self) -> DataLoader:
-        start = self.trainer.global_step if self.trainer is not None else 0
+        t = self.trainer
+        start, rank, world = (t.global_step, t.global_rank, t.world_size) if t is not None else (0, 0, 1)
         stream = TrainStream(self.group, self.batch_size, self.seed, self.holdout_modulus,
-                             self.random_offset_max_seq_len, start_step=start)
-        return DataLoader(stream, batch_size=None, num_workers=0)
+                             self.random_offset_max_seq_len, start_step=start, rank=rank, world_size=world)
+        return DataLoader(stream, batch_size=None, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -46,10 +46,7 @@ class LengenSystem(L.LightningModule):
     def training_step(self, batch, batch_idx):
         logits = self.model(batch["input_ids"], pos_offset=batch.get("pos_offset"))
         loss = F.cross_entropy(logits.float().flatten(0, 1), batch["labels"].flatten(), ignore_index=IGNORE)
-        n_tok = (batch["labels"] != IGNORE).sum()
-        self.log("train/loss", loss, prog_bar=True)
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
-        self.log("train/target_tokens", n_tok.float())
+        self.log("train/loss", loss, prog_bar=True)  # the learning rate is logged by LearningRateMonitor
         return loss
 
     def configure_optimizers(self):
@@ -99,11 +96,13 @@ class PerLengthEval(L.Callback):
             r["final"] = final
         self.records.extend(rows)
         self.evaluated_steps.append(step)
-        ckpt_dir = self.run_dir / "checkpoints"
+        ckpt_dir = self.run_dir / "checkpoints"  # save_checkpoint is collective; only rank 0 writes
         # Kept checkpoints hold weights + hyperparameters (for the head analysis); last.ckpt holds the
         # full training state (optimizer, schedule, these records) that a killed run resumes from.
         trainer.save_checkpoint(ckpt_dir / f"step={step:06d}.ckpt", weights_only=True)
         trainer.save_checkpoint(ckpt_dir / "last.ckpt", weights_only=False)
+        if not trainer.is_global_zero:  # under DDP every rank evaluates the same sets; one reports
+            return
         self.flush()
         main = [r for r in rows if r["role"] == "main"]
         ood = [r["exact_match"] for r in main if not r["in_distribution"]]

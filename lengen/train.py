@@ -23,6 +23,7 @@ from pathlib import Path
 import lightning as L
 import pandas as pd
 import torch
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger
 
 from lengen import paths
@@ -110,17 +111,21 @@ def train_run(run: RunConfig, eval_dir: Path | None = None, run_dir: Path | None
                 pos_encoding=run.pos_encoding)
     evaluator = PerLengthEval(sets_during, sets_final, tr.eval_every, run_dir, meta, tr.precision)
     offsets = run.model.max_seq_len if (run.pos_encoding == "ape" and tr.ape_random_offset) else None
-    dm = LengenDataModule(run.group, tr.batch_size, d.seed, d.holdout_modulus, offsets)
+    dm = LengenDataModule(run.group, tr.batch_size, d.seed, d.holdout_modulus, offsets, tr.num_workers)
     trainer = L.Trainer(
-        max_steps=tr.steps, accelerator="auto", devices=1, precision=tr.precision,
+        max_steps=tr.steps, accelerator="auto", devices=tr.devices, strategy="ddp" if tr.devices > 1 else "auto",
+        precision=tr.precision,
         gradient_clip_val=tr.grad_clip or None, logger=CSVLogger(run_dir, name="logs", version=""),
-        callbacks=[evaluator, *(callbacks or [])], enable_checkpointing=False, enable_progress_bar=progress,
+        callbacks=[evaluator, LearningRateMonitor(logging_interval="step"), *(callbacks or [])],
+        enable_checkpointing=False, enable_progress_bar=progress,
         enable_model_summary=False, log_every_n_steps=50, limit_val_batches=0, num_sanity_val_steps=0,
     )
     last = ckpt_dir / "last.ckpt"
     trainer.fit(system, datamodule=dm, ckpt_path=last if (resume and last.exists()) else None)
 
     records = pd.DataFrame(evaluator.records)[list(RECORD_FIELDS) + ["final"]]
+    if not trainer.is_global_zero:  # DDP: the other ranks hold the same records; rank 0 writes
+        return RunResult(run, records, summarize(records, run), run_dir, time.time() - t0)
     records_dir.mkdir(parents=True, exist_ok=True)
     metrics_dir.mkdir(parents=True, exist_ok=True)
     records.to_csv(records_dir / f"{run.run_id}.csv", index=False)

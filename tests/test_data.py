@@ -92,3 +92,18 @@ def test_eval_set_files_roundtrip(tmp_path):
     sets = {("copy", l): make_eval_set("copy", l, 5, 0, 10) for l in (1, 2)}
     write_eval_sets(sets, tmp_path)
     assert read_eval_sets(tmp_path, ["copy"]) == sets
+
+
+def test_workers_and_ranks_keep_the_stream():
+    from torch.utils.data import DataLoader
+
+    s = TrainStream(GROUP, 8, seed=0, modulus=10, start_step=3)
+    loaded = [b["input_ids"] for _, b in zip(range(5), DataLoader(s, batch_size=None, num_workers=2))]
+    for i, x in enumerate(loaded):  # two worker processes, batches still in order 3, 4, 5, ...
+        assert torch.equal(x, s.batch(3 + i)["input_ids"])
+    # DDP: the ranks' shares of global batch k are disjoint and together make the whole batch.
+    full = TrainStream(GROUP, 8, seed=0, modulus=10).batch(7)["labels"]
+    shares = [TrainStream(GROUP, 8, seed=0, modulus=10, rank=r, world_size=2).batch(7)["labels"] for r in (0, 1)]
+    rows = lambda t: sorted(tuple(r[r != IGNORE].tolist()) for r in t)  # noqa: E731
+    assert [len(x) for x in shares] == [4, 4]
+    assert sorted(rows(shares[0]) + rows(shares[1])) == rows(full)
