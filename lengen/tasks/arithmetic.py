@@ -9,9 +9,15 @@ Format choices, shared by every task here:
   differences, digit-wise sums and carries; ``n+3`` for the multiplication steps), so the answer's
   length never leaks its value and the model always knows where to stop.
 
-Operand sampling (``sample_operands``): ``a`` has exactly ``n`` digits, ``b`` has ``m`` digits with
-``m`` uniform in ``1..n`` (most significant digit nonzero, except that a 1-digit number may be 0), and
-with probability 1/2 the two are swapped so that either operand may be the long one.
+Operand sampling (``sample_operands``, scheme set by ``OPERAND_LENGTHS``):
+
+* ``"equal"`` (default): both operands have exactly ``n`` digits (most significant digit nonzero,
+  except that a 1-digit number may be 0). This is the scheme of the CPU calibration run
+  (``shared/reference/cpu-spike.md``), under which the ``cpu`` model fits the main task in-distribution.
+* ``"mixed"``: ``a`` has ``n`` digits, ``b`` has ``m ~ U{1..n}`` digits, and with probability 1/2 the
+  two are swapped (the paper's example ``4321+789=`` is of this kind). Measured here it is much harder
+  to fit at CPU scale: with ``mixed``, reverse add ≤8 with no carry + carry only ≤16 reached only 0.17
+  in-distribution exact match after the ``cpu`` profile's 4000 steps (no carry 0.09).
 
 Each task has a public ``*_example(a, b)`` builder that the generator also uses, so the worked examples
 in the docstrings are executable (they are doctests).
@@ -50,9 +56,18 @@ def _ndigits(rng: random.Random, n: int) -> int:
     return rng.randrange(10 ** (n - 1), 10**n)
 
 
-def sample_operands(rng: random.Random, n: int) -> tuple[int, int]:
-    """Two operands: one with exactly ``n`` digits, the other with ``m ~ U{1..n}`` digits, random order."""
+OPERAND_LENGTHS = "equal"  # "equal" | "mixed" (see the module docstring)
+
+
+def sample_operands(rng: random.Random, n: int, scheme: str | None = None) -> tuple[int, int]:
+    """Two operands of ``n`` digits each ("equal"), or one of ``n`` and one of ``U{1..n}`` digits in
+    random order ("mixed")."""
+    scheme = scheme or OPERAND_LENGTHS
+    if scheme not in ("equal", "mixed"):
+        raise ValueError(f"operand scheme {scheme!r} must be 'equal' or 'mixed'")
     a = _ndigits(rng, n)
+    if scheme == "equal":
+        return a, _ndigits(rng, n)
     b = _ndigits(rng, rng.randint(1, n))
     if rng.random() < 0.5:
         a, b = b, a
