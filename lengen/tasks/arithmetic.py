@@ -12,12 +12,13 @@ Format choices, shared by every task here:
 Operand sampling (``sample_operands``, scheme set by ``OPERAND_LENGTHS``):
 
 * ``"equal"`` (default): both operands have exactly ``n`` digits (most significant digit nonzero,
-  except that a 1-digit number may be 0). This is the scheme of the CPU calibration run
-  (``shared/reference/cpu-spike.md``), under which the ``cpu`` model fits the main task in-distribution.
+  except that a 1-digit number may be 0), the scheme of the CPU calibration run
+  (``shared/reference/cpu-spike.md``).
 * ``"mixed"``: ``a`` has ``n`` digits, ``b`` has ``m ~ U{1..n}`` digits, and with probability 1/2 the
-  two are swapped (the paper's example ``4321+789=`` is of this kind). Measured here it is much harder
-  to fit at CPU scale: with ``mixed``, reverse add ≤8 with no carry + carry only ≤16 reached only 0.17
-  in-distribution exact match after the ``cpu`` profile's 4000 steps (no carry 0.09).
+  two are swapped (the paper's example ``4321+789=`` is of this kind).
+
+Neither scheme let the ``cpu`` profile's model fit reverse add ≤8 (+ no carry, carry only ≤16) in
+4000 steps here: in-distribution exact match 0.14 (equal) and 0.17 (mixed); see README, Results.
 
 Each task has a public ``*_example(a, b)`` builder that the generator also uses, so the worked examples
 in the docstrings are executable (they are doctests).
