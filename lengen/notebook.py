@@ -12,6 +12,7 @@ not a 200-line traceback; the partially executed notebook is still written for i
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from pathlib import Path
@@ -43,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     ap.add_argument("--no-html", action="store_true")
     args = ap.parse_args(argv)
+    # papermill streams each cell's output through its logger (log_output=True): show it, so the
+    # `dvc repro` log carries each run's progress ([eval] lines, Lightning's messages).
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("papermill").setLevel(logging.INFO)
     params = {k: yaml.safe_load(v) for k, v in args.parameter}
     t0 = time.time()
     try:
