@@ -176,6 +176,10 @@ class GroupConfig:
     def role(self, task: str) -> str:
         return "main" if task == self.main_task else "aux"
 
+    def eval_keys(self, step: int) -> set[tuple[str, int]]:
+        """Every (task, length) this group is evaluated at."""
+        return {(t, l) for t in self.tasks for l in self.eval_lengths(t, step)}
+
     def eval_lengths(self, task: str, step: int) -> list[int]:
         from lengen.tasks import get_task
 

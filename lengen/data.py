@@ -94,12 +94,9 @@ def make_eval_set(task: str, length: int, n: int, seed: int, modulus: int) -> li
     return out
 
 
-def eval_sets_for_group(group: GroupConfig, n: int, seed: int, modulus: int, step: int) -> dict[tuple[str, int], list[EvalExample]]:
-    return {
-        (task, length): make_eval_set(task, length, n, seed, modulus)
-        for task in group.tasks
-        for length in group.eval_lengths(task, step)
-    }
+def make_eval_sets(keys, n: int, seed: int, modulus: int) -> dict[tuple[str, int], list[EvalExample]]:
+    """The evaluation set of every (task, length) key, in sorted order."""
+    return {(task, length): make_eval_set(task, length, n, seed, modulus) for task, length in sorted(keys)}
 
 
 def write_eval_sets(sets: dict[tuple[str, int], list[EvalExample]], out_dir: Path) -> list[Path]:
@@ -212,17 +209,11 @@ class LengenDataModule(L.LightningDataModule):
 
 
 def experiment_eval_sets(cfg, n: int | None = None) -> dict[tuple[str, int], list[EvalExample]]:
-    """The evaluation sets of every group in the experiment (union over groups; same (task, length)
-    pairs are the same set whichever group asks, because sets are seeded per (task, length))."""
+    """The evaluation sets of every group in the experiment (union over groups; a (task, length) pair
+    is the same set whichever group asks, because sets are seeded per (task, length))."""
     d = cfg.data
-    sets: dict[tuple[str, int], list[EvalExample]] = {}
-    for g in cfg.experiment.groups:
-        group = cfg.groups[g]
-        for task in group.tasks:
-            for length in group.eval_lengths(task, d.eval_step):
-                if (task, length) not in sets:
-                    sets[(task, length)] = make_eval_set(task, length, n or d.n_eval, d.seed, d.holdout_modulus)
-    return sets
+    keys = set().union(*(cfg.groups[g].eval_keys(d.eval_step) for g in cfg.experiment.groups))
+    return make_eval_sets(keys, n or d.n_eval, d.seed, d.holdout_modulus)
 
 
 def preview(tasks: list[str], lengths: list[int], seed: int = 0):
@@ -243,11 +234,10 @@ def preview(tasks: list[str], lengths: list[int], seed: int = 0):
     return pd.DataFrame(rows)
 
 
-def check_disjoint(cfg, n_batches: int = 20) -> "pd.DataFrame":
-    """Draw training batches of every group and count prompts that occur in its evaluation sets."""
+def check_disjoint(cfg, sets: dict[tuple[str, int], list[EvalExample]], n_batches: int = 20) -> "pd.DataFrame":
+    """Draw training batches of every group and count prompts that occur in the evaluation sets."""
     import pandas as pd
 
-    sets = experiment_eval_sets(cfg)
     eval_prompts = {(e.task, e.prompt) for exs in sets.values() for e in exs}
     rows = []
     for g in cfg.experiment.groups:

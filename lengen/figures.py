@@ -16,7 +16,6 @@ import seaborn as sns  # noqa: E402
 
 from lengen import paths  # noqa: E402
 from lengen.config import Config  # noqa: E402
-from lengen.evaluate import group_gap  # noqa: E402
 
 sns.set_theme(style="whitegrid", context="notebook")
 
@@ -63,17 +62,19 @@ def plot_transfer(records: pd.DataFrame, cfg: Config, group: str, pos_encoding: 
 
 
 def run_summary(records: pd.DataFrame, cfg: Config) -> pd.DataFrame:
-    """One row per run: main-task exact match in-distribution, in the transfer range, beyond; gap."""
+    """One row per run: main-task exact match in-distribution, in the transfer range, beyond; gap
+    (the same numbers as each run's metrics file, from :func:`lengen.train.summarize`)."""
+    from lengen.train import summarize
+
     rows = []
-    for run_id, df in final_records(records).groupby("run_id"):
-        g = cfg.groups[df.group.iloc[0]]
-        m = df[df.task == g.main_task]
-        acc = m.groupby(m.length.map(g.length_range)).exact_match.mean()
+    for run_id, df in records.groupby("run_id"):
+        first = df.iloc[0]
+        m = summarize(df, cfg.run(first.group, first.pos_encoding, int(first.seed)))
         rows.append(dict(
-            run_id=run_id, group=df.group.iloc[0], pos_encoding=df.pos_encoding.iloc[0], seed=int(df.seed.iloc[0]),
-            with_aux=bool(g.aux), main_in_dist=acc.get("in-distribution", np.nan),
-            main_transfer=acc.get("transfer", np.nan), main_beyond=acc.get("beyond", np.nan),
-            gap=group_gap(df.to_dict("records"), g) if g.aux else np.nan,
+            run_id=run_id, group=first.group, pos_encoding=first.pos_encoding, seed=int(first.seed),
+            with_aux=bool(cfg.groups[first.group].aux), main_in_dist=m["main/in-distribution"],
+            main_transfer=m["main/transfer"], main_beyond=m["main/beyond"],
+            gap=m.get("generalization_gap", np.nan),
         ))
     return pd.DataFrame(rows)
 

@@ -28,7 +28,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from lengen import paths
 from lengen.config import RunConfig
-from lengen.data import EvalExample, LengenDataModule, eval_sets_for_group, read_eval_sets
+from lengen.data import EvalExample, LengenDataModule, make_eval_sets, read_eval_sets
 from lengen.evaluate import RECORD_FIELDS, group_gap
 from lengen.system import LengenSystem, PerLengthEval, system_from_run
 
@@ -51,13 +51,13 @@ def fingerprint(run: RunConfig) -> str:
 def load_eval_sets(run: RunConfig, eval_dir: Path | None = None) -> dict[tuple[str, int], list[EvalExample]]:
     """The run's evaluation sets: from the data stage's files if present, else generated (identically)."""
     d = run.data
-    wanted = {(t, l) for t in run.group.tasks for l in run.group.eval_lengths(t, d.eval_step)}
+    wanted = run.group.eval_keys(d.eval_step)
     eval_dir = Path(eval_dir) if eval_dir else paths.EVAL_DIR
     if all((eval_dir / f"{t}.jsonl").exists() for t in run.group.tasks):
         sets = read_eval_sets(eval_dir, list(run.group.tasks))
         if wanted <= set(sets) and all(len(sets[k]) >= d.n_eval for k in wanted):
             return {k: sets[k][: d.n_eval] for k in sorted(wanted)}
-    return eval_sets_for_group(run.group, d.n_eval, d.seed, d.holdout_modulus, d.eval_step)
+    return make_eval_sets(wanted, d.n_eval, d.seed, d.holdout_modulus)
 
 
 def summarize(records: pd.DataFrame, run: RunConfig) -> dict:

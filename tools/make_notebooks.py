@@ -68,7 +68,7 @@ A prompt is evaluation-only iff `blake2b(task, prompt) % holdout_modulus == 0`; 
 redraws such prompts. The check below searches the first training batches for any evaluation prompt.
 """),
     code("""
-disjoint = data.check_disjoint(cfg, n_batches=n_batches_checked)
+disjoint = data.check_disjoint(cfg, sets, n_batches=n_batches_checked)
 assert disjoint.collisions.sum() == 0, "an evaluation prompt occurred in training"
 disjoint
 """),
