@@ -11,6 +11,7 @@ Where things are (read in this order):
 - ``lengen.train``      one run end to end, with resumption; loading records and checkpoints
 - ``lengen.config``     frozen dataclasses mirroring ``params.yaml`` (strict validation), profiles
 - ``lengen.figures``    seaborn figures from the tidy records
+- ``lengen.heads``      head-reuse metrics: attention differences, mean-ablation maps, rho vs the gap
 - ``lengen.paths``      project paths (from this file, never the cwd)
 """
 from lengen.paths import PROJ_ROOT
