@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import shutil
 import sys
 import types
@@ -67,6 +68,7 @@ class ModelParams:
     max_seq_len: int  # position range; must cover the longest evaluation sequence (checked)
     rope_base: float
     tie_embeddings: bool
+    init: str = "fan_in"  # weight init: fan_in | gpt2 (lengen.model.Transformer._init_weights)
 
     def __post_init__(self):
         for k in ("n_layer", "n_head", "d_model", "d_mlp", "max_seq_len"):
@@ -77,6 +79,8 @@ class ModelParams:
             _fail("model.n_head", f"head size d_model/n_head={self.d_model // self.n_head} must be even for RoPE")
         if not (self.rope_base > 0 and math.isfinite(self.rope_base)):
             _fail("model.rope_base", f"must be finite and > 0 (NoPE is pos_encoding 'nope'), got {self.rope_base}")
+        if self.init not in ("fan_in", "gpt2"):
+            _fail("model.init", f"must be 'fan_in' or 'gpt2', got {self.init!r}")
 
 
 @dataclass(frozen=True)
@@ -206,6 +210,42 @@ class ExperimentConfig:
 
 
 @dataclass(frozen=True)
+class GridConfig:
+    """The length-ratio grid (paper Fig. 10): one run per (main length, aux length) of a template
+    group, named ``grid_m{main}_a{aux}``; the figure is the generalization gap of each cell."""
+
+    group: str  # template group: its main task and auxiliaries (their lengths are replaced)
+    main_lengths: list[int]
+    aux_lengths: list[int]
+    eval_max: int  # every cell is evaluated at lengths 1..eval_max (the gap's span)
+    pos_encoding: str
+    seeds: list[int]
+
+    def __post_init__(self):
+        for k in ("main_lengths", "aux_lengths", "seeds"):
+            if not getattr(self, k):
+                _fail(f"grid.{k}", "must not be empty")
+        for k in ("main_lengths", "aux_lengths"):
+            for v in getattr(self, k):
+                _positive(f"grid.{k}", v)
+        if self.pos_encoding not in POS_ENCODINGS:
+            _fail("grid.pos_encoding", f"{self.pos_encoding!r} is not one of {POS_ENCODINGS}")
+
+    @staticmethod
+    def name(main: int, aux: int) -> str:
+        return f"grid_m{main}_a{aux}"
+
+    def cells(self) -> list[tuple[int, int]]:
+        return [(m, a) for m in self.main_lengths for a in self.aux_lengths]
+
+    def cell_group(self, template: "GroupConfig", main: int, aux: int) -> "GroupConfig":
+        if not template.aux:
+            _fail("grid.group", "the template group needs auxiliaries")
+        return GroupConfig(main={template.main_task: main}, aux={t: aux for t in template.aux},
+                           eval_max=self.eval_max)
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything one training run needs, resolved from :class:`Config`."""
 
@@ -226,7 +266,7 @@ class RunConfig:
         return ModelConfig(
             vocab_size=len(default_tokenizer()), n_layer=m.n_layer, n_head=m.n_head, d_model=m.d_model,
             d_mlp=m.d_mlp, max_seq_len=m.max_seq_len, pos_encoding=self.pos_encoding,
-            rope_base=m.rope_base, tie_embeddings=m.tie_embeddings,
+            rope_base=m.rope_base, tie_embeddings=m.tie_embeddings, init=m.init,
         )
 
     @property
@@ -242,6 +282,7 @@ class Config:
     train: TrainConfig
     groups: dict[str, GroupConfig]
     experiment: ExperimentConfig
+    grid: GridConfig | None = None
     extra: dict = field(default_factory=dict, compare=False, repr=False)  # other stages' sections, raw
 
     def __post_init__(self):
@@ -253,9 +294,12 @@ class Config:
             base = self.groups[g].baseline
             if base is not None and base not in self.groups:
                 _fail(f"groups.{g}.baseline", f"unknown group {base!r}; defined groups: {sorted(self.groups)}")
+        if self.grid is not None and self.grid.group not in self.groups:
+            _fail("grid.group", f"unknown group {self.grid.group!r}; defined groups: {sorted(self.groups)}")
         # Every evaluation sequence must fit the position range: <bos> <marker> prompt target <eos>.
-        for g in self.experiment.groups:
-            group = self.groups[g]
+        grid_cells = [self.grid.name(m, a) for m, a in self.grid.cells()] if self.grid else []
+        for g in [*self.experiment.groups, *grid_cells]:
+            group = self.group(g)
             for task in group.tasks:
                 longest = max(group.eval_lengths(task, self.data.eval_step))
                 need = get_task(task).max_tokens(longest) + 3
@@ -266,13 +310,29 @@ class Config:
                         f"{longest} needs up to {need} positions (raise max_seq_len or lower eval_max)",
                     )
 
+    def group(self, name: str) -> GroupConfig:
+        """A defined group, or a cell ``grid_m{main}_a{aux}`` of the length-ratio grid."""
+        if name in self.groups:
+            return self.groups[name]
+        m = re.fullmatch(r"grid_m(\d+)_a(\d+)", name)
+        if m and self.grid is not None:
+            return self.grid.cell_group(self.groups[self.grid.group], int(m[1]), int(m[2]))
+        _fail("run.group", f"unknown group {name!r}; defined groups: {sorted(self.groups)}"
+              + (" (grid cells: grid_m<main>_a<aux>)" if self.grid else ""))
+
+    def grid_runs(self) -> list[RunConfig]:
+        """The length-ratio grid's runs (none without a ``grid`` section)."""
+        if self.grid is None:
+            return []
+        g = self.grid
+        return [self.run(g.name(m, a), g.pos_encoding, s) for m, a in g.cells() for s in g.seeds]
+
     def run(self, group: str, pos_encoding: str, seed: int) -> RunConfig:
-        if group not in self.groups:
-            _fail("run.group", f"unknown group {group!r}; defined groups: {sorted(self.groups)}")
+        group_cfg = self.group(group)
         if pos_encoding not in POS_ENCODINGS:
             _fail("run.pos_encoding", f"{pos_encoding!r} is not one of {POS_ENCODINGS}")
         return RunConfig(
-            run_id=run_id(group, pos_encoding, seed), group_name=group, group=self.groups[group],
+            run_id=run_id(group, pos_encoding, seed), group_name=group, group=group_cfg,
             pos_encoding=pos_encoding, seed=int(seed), model=self.model, train=self.train, data=self.data,
         )
 
@@ -290,6 +350,7 @@ def run_id(group: str, pos_encoding: str, seed: int) -> str:
 
 _SECTIONS = {"profile": str, "data": DataConfig, "model": ModelParams, "train": TrainConfig,
              "groups": dict[str, GroupConfig], "experiment": ExperimentConfig}
+_OPTIONAL_SECTIONS = {"grid": GridConfig}
 # Sections owned by later stages (pretrained comparison, head analysis, ...): kept raw in Config.extra
 # and validated by their own loaders.
 OTHER_SECTIONS = ("pretrained", "heads", "figures", "formal")
@@ -351,13 +412,14 @@ def _build(tp, value, key: str):
 def parse_config(raw: dict) -> Config:
     if not isinstance(raw, dict):
         raise ValueError("params: the file must be a mapping of sections")
-    unknown = sorted(set(raw) - set(_SECTIONS) - set(OTHER_SECTIONS))
+    unknown = sorted(set(raw) - set(_SECTIONS) - set(_OPTIONAL_SECTIONS) - set(OTHER_SECTIONS))
     if unknown:
-        _fail("<top level>", f"unknown section(s) {unknown}; allowed: {sorted(_SECTIONS) + list(OTHER_SECTIONS)}")
+        _fail("<top level>", f"unknown section(s) {unknown}; allowed: {sorted(_SECTIONS) + list(_OPTIONAL_SECTIONS) + list(OTHER_SECTIONS)}")
     missing = [k for k in _SECTIONS if k not in raw]
     if missing:
         _fail("<top level>", f"missing section(s) {missing}")
     kwargs = {k: _build(tp, raw[k], k) for k, tp in _SECTIONS.items()}
+    kwargs |= {k: _build(tp, raw[k], k) for k, tp in _OPTIONAL_SECTIONS.items() if k in raw}
     extra = {k: raw[k] for k in OTHER_SECTIONS if k in raw}
     try:
         return Config(**kwargs, extra=extra)

@@ -209,10 +209,11 @@ class LengenDataModule(L.LightningDataModule):
 
 
 def experiment_eval_sets(cfg, n: int | None = None) -> dict[tuple[str, int], list[EvalExample]]:
-    """The evaluation sets of every group in the experiment (union over groups; a (task, length) pair
-    is the same set whichever group asks, because sets are seeded per (task, length))."""
+    """The evaluation sets of every run's group, grid cells included (union over groups; a (task,
+    length) pair is the same set whichever group asks, because sets are seeded per (task, length))."""
     d = cfg.data
-    keys = set().union(*(cfg.groups[g].eval_keys(d.eval_step) for g in cfg.experiment.groups))
+    groups = [cfg.group(g) for g in cfg.experiment.groups] + [r.group for r in cfg.grid_runs()]
+    keys = set().union(*(g.eval_keys(d.eval_step) for g in groups))
     return make_eval_sets(keys, n or d.n_eval, d.seed, d.holdout_modulus)
 
 

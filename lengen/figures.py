@@ -28,7 +28,7 @@ def final_records(records: pd.DataFrame) -> pd.DataFrame:
 
 def transfer_curves(records: pd.DataFrame, cfg: Config, group: str, pos_encoding: str) -> pd.DataFrame:
     """Final exact match vs length for the group's tasks and its baseline's main task, labelled."""
-    g = cfg.groups[group]
+    g = cfg.group(group)
     fin = final_records(records)
     parts = []
     mine = fin[(fin.group == group) & (fin.pos_encoding == pos_encoding)]
@@ -43,7 +43,7 @@ def transfer_curves(records: pd.DataFrame, cfg: Config, group: str, pos_encoding
 
 def plot_transfer(records: pd.DataFrame, cfg: Config, group: str, pos_encoding: str, ax=None):
     """Accuracy vs length: every seed thin, the mean bold; training ranges shaded."""
-    g = cfg.groups[group]
+    g = cfg.group(group)
     data = transfer_curves(records, cfg, group, pos_encoding)
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4))
@@ -72,7 +72,7 @@ def run_summary(records: pd.DataFrame, cfg: Config) -> pd.DataFrame:
         m = summarize(df, cfg.run(first.group, first.pos_encoding, int(first.seed)))
         rows.append(dict(
             run_id=run_id, group=first.group, pos_encoding=first.pos_encoding, seed=int(first.seed),
-            with_aux=bool(cfg.groups[first.group].aux), main_in_dist=m["main/in-distribution"],
+            with_aux=bool(cfg.group(first.group).aux), main_in_dist=m["main/in-distribution"],
             main_transfer=m["main/transfer"], main_beyond=m["main/beyond"],
             gap=m.get("generalization_gap", np.nan),
         ))
@@ -83,8 +83,9 @@ def transfer_table(summary: pd.DataFrame, cfg: Config) -> pd.DataFrame:
     """Per group with auxiliaries: mean ± sd over seeds of the main task's transfer-range accuracy,
     beside its baseline's, and the generalization gap."""
     out = []
-    for (gname, pe), df in summary[summary.with_aux].groupby(["group", "pos_encoding"]):
-        base = summary[(summary.group == cfg.groups[gname].baseline) & (summary.pos_encoding == pe)]
+    defined = summary.group.isin(list(cfg.groups))  # grid cells have their own figure
+    for (gname, pe), df in summary[summary.with_aux & defined].groupby(["group", "pos_encoding"]):
+        base = summary[(summary.group == cfg.group(gname).baseline) & (summary.pos_encoding == pe)]
         out.append(dict(
             group=gname, pos_encoding=pe, seeds=len(df),
             transfer_mean=df.main_transfer.mean(), transfer_sd=df.main_transfer.std(ddof=0),
@@ -106,7 +107,7 @@ def plot_run(records: pd.DataFrame, cfg: Config, run_id: str):
     """One run: final exact match vs length per task (left) and main-task accuracy over checkpoints
     in its in-distribution / transfer / beyond ranges (right)."""
     df = records[records.run_id == run_id]
-    g = cfg.groups[df.group.iloc[0]]
+    g = cfg.group(df.group.iloc[0])
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4))
     sns.lineplot(data=final_records(df), x="length", y="exact_match", hue="task", marker="o", ax=a1)
     for task, L in g.tasks.items():
@@ -123,7 +124,7 @@ def length_ranges(records: pd.DataFrame, cfg: Config) -> pd.DataFrame:
     (L, max(aux L, 2L)] and beyond ranges (the paper's Fig. 11 view of checkpoint instability)."""
     out = []
     for (run_id, step), df in records.groupby(["run_id", "step"]):
-        g = cfg.groups[df.group.iloc[0]]
+        g = cfg.group(df.group.iloc[0])
         m = df[df.task == g.main_task]
         for name, acc in m.groupby(m.length.map(g.length_range)).exact_match.mean().items():
             out.append(dict(run_id=run_id, group=df.group.iloc[0], seed=int(df.seed.iloc[0]), step=int(step),
@@ -149,3 +150,87 @@ def plot_ranges(ranges: pd.DataFrame):
                        kind="line", marker="o", height=3.2, aspect=1.2, col_wrap=min(3, ranges.group.nunique()))
     grid.set(ylim=(-0.03, 1.03))
     return grid.figure
+
+
+# ---------------------------------------------------------------------------------------------
+# Ablations: generalization gaps per group (RoPE vs NoPE, one vs two auxiliaries, controls)
+
+
+def plot_gaps(summary: pd.DataFrame, groups: list[str]):
+    """Generalization gap per group and position encoding: bars = mean over seeds, dots = each seed."""
+    df = summary[summary.group.isin(groups) & summary.gap.notna()]
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * max(1, len(groups)), 3.6))
+    if len(df):
+        order = [g for g in groups if g in set(df.group)]
+        sns.barplot(data=df, x="group", y="gap", hue="pos_encoding", order=order, errorbar=None, alpha=0.6, ax=ax)
+        sns.stripplot(data=df, x="group", y="gap", hue="pos_encoding", order=order, dodge=True, legend=False,
+                      color="black", size=4, ax=ax)
+    ax.set(ylim=(0, 1), ylabel="generalization gap (0 = perfect transfer)", xlabel="")
+    ax.tick_params(axis="x", rotation=30)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# The length-ratio grid (paper Fig. 10)
+
+# The paper's heat map (reverse add <- no carry + carry only, mean of 3 seeds): gap[main][aux].
+PAPER_GRID_GAP = {
+    256: {4: .91, 8: .94, 16: .93, 32: .87, 64: .63, 128: .20, 256: .00},
+    128: {4: .94, 8: .95, 16: .91, 32: .36, 64: .04, 128: .00, 256: .34},
+    64: {4: .95, 8: .87, 16: .72, 32: .09, 64: .00, 128: .04, 256: .66},
+    32: {4: .90, 8: .72, 16: .15, 32: .00, 64: .16, 128: .34, 256: .87},
+    16: {4: .60, 8: .03, 16: .00, 32: .23, 64: .67, 128: .90, 256: .95},
+    8: {4: .28, 8: .00, 16: .27, 32: .74, 64: .91, 128: .91, 256: .89},
+    4: {4: .00, 8: .41, 16: .65, 32: .78, 64: .78, 128: .78, 256: .75},
+}
+
+
+def grid_gaps(summary: pd.DataFrame, cfg: Config) -> pd.DataFrame:
+    """Mean generalization gap over seeds per grid cell: rows = main length (descending, as in the
+    paper), columns = aux length; NaN for a cell not (yet) run."""
+    g = cfg.grid
+    rows = {}
+    for m in g.main_lengths:
+        rows[m] = {}
+        for a in g.aux_lengths:
+            cell = summary[(summary.group == g.name(m, a)) & (summary.pos_encoding == g.pos_encoding)]
+            rows[m][a] = cell.gap.mean() if len(cell) else np.nan
+    return pd.DataFrame(rows).T.sort_index(ascending=False).rename_axis(index="main length", columns="aux length")
+
+
+def paper_grid(cfg: Config) -> pd.DataFrame:
+    """The paper's gaps for the cells of this profile's grid (NaN where the paper has none)."""
+    g = cfg.grid
+    return pd.DataFrame({m: {a: PAPER_GRID_GAP.get(m, {}).get(a, np.nan) for a in g.aux_lengths}
+                         for m in g.main_lengths}).T.sort_index(ascending=False).rename_axis(
+        index="main length", columns="aux length")
+
+
+def plot_grid(ours: pd.DataFrame, paper: pd.DataFrame):
+    """Side-by-side heat maps of the generalization gap: this run's grid and the paper's."""
+    fig, axes = plt.subplots(1, 2, figsize=(4 + 1.4 * ours.shape[1], 0.9 + 0.8 * ours.shape[0]))
+    for ax, df, title in [(axes[0], ours, "measured"), (axes[1], paper, "paper (Fig. 10)")]:
+        sns.heatmap(df.astype(float), annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis_r", cbar=False, ax=ax)
+        ax.set(title=title)
+    fig.tight_layout()
+    return fig
+
+
+def describe_gaps(summary: pd.DataFrame, groups: list[str]) -> str:
+    """Markdown: the mean ± sd gap of each (group, position encoding), for the ablation figure."""
+    df = summary[summary.group.isin(groups) & summary.gap.notna()]
+    lines = [f"- **{g}** ({pe}, {len(d)} seed(s)): gap {d.gap.mean():.2f} ± {d.gap.std(ddof=0):.2f}"
+             for (g, pe), d in df.groupby(["group", "pos_encoding"])]
+    return "\n".join(lines) if lines else "_No ablation runs in this profile._"
+
+
+def describe_grid(ours: pd.DataFrame, paper: pd.DataFrame) -> str:
+    """Markdown: measured vs paper gap for every grid cell that was run."""
+    lines = []
+    for m in ours.index:
+        for a in ours.columns:
+            if not np.isnan(ours.loc[m, a]):
+                p = paper.loc[m, a]
+                lines.append(f"- main ≤{m}, aux ≤{a} (ratio {a / m:g}): gap {ours.loc[m, a]:.2f} "
+                             f"(paper {'—' if np.isnan(p) else f'{p:.2f}'})")
+    return "\n".join(lines) if lines else "_No grid cell has been run._"

@@ -28,6 +28,7 @@ from torch import Tensor
 
 POS_ENCODINGS = ("rope", "nope", "ape")
 ATTN_IMPLS = ("sdpa", "explicit")
+INITS = ("fan_in", "gpt2")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -46,6 +47,7 @@ class ModelConfig:
     rope_base: float = 10000.0
     tie_embeddings: bool = False
     norm_eps: float = 1e-5
+    init: str = "fan_in"        # "fan_in" | "gpt2": weight initialization, see Transformer._init_weights
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "n_layer", "n_head", "d_model", "d_mlp", "max_seq_len"):
@@ -67,6 +69,8 @@ class ModelConfig:
                                  "(rotation acts on pairs of channels)")
         if not (self.norm_eps > 0 and math.isfinite(self.norm_eps)):
             raise ValueError(f"norm_eps={self.norm_eps!r} must be finite and > 0")
+        if self.init not in INITS:
+            raise ValueError(f"init={self.init!r} must be one of {INITS}")
 
     @property
     def head_dim(self) -> int:
@@ -293,18 +297,32 @@ class Transformer(nn.Module):
         if cfg.tie_embeddings:
             self.lm_head.weight = self.tok_emb.weight
 
-        self.apply(self._init_weights)
-        # GPT-2: each block adds two residual writes, so scale their init down to keep the residual
-        # stream's variance from growing with depth
-        resid_std = 0.02 / math.sqrt(2 * cfg.n_layer)
-        for block in self.blocks:
-            nn.init.normal_(block.attn.o_proj.weight, mean=0.0, std=resid_std)
-            nn.init.normal_(block.mlp.w2.weight, mean=0.0, std=resid_std)
+        self._init_weights()
 
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+    def _init_weights(self) -> None:
+        """Normal weights; residual writes (o_proj, w2) scaled by 1/sqrt(2 n_layer) as in GPT-2.
+
+        ``fan_in`` (default): Linear weights N(0, 1/fan_in), embeddings N(0, 1), so every layer keeps
+        unit-scale activations at any width. ``gpt2``: the constant std 0.02 of GPT-2, tuned for
+        d_model >= 768. At d_model 128, 0.02 shrinks every projection ~4x (0.02 * sqrt(128) = 0.23):
+        attention starts uniform, and digit-wise addition sat on a loss plateau for thousands of steps
+        here while string tasks still learned (README, "The arithmetic recipe").
+        """
+        cfg = self.cfg
+        resid = 1.0 / math.sqrt(2 * cfg.n_layer)
+        for name, module in self.named_modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                if cfg.init == "gpt2":
+                    std = 0.02
+                elif isinstance(module, nn.Embedding):
+                    std = 1.0
+                else:
+                    std = module.in_features ** -0.5
+                if name.endswith(("attn.o_proj", "mlp.w2")):
+                    std *= resid  # each block adds two residual writes: keep the stream's variance flat
+                nn.init.normal_(module.weight, mean=0.0, std=std)
+        if cfg.tie_embeddings:  # the shared matrix is read as an output head: fan-in scale, not N(0, 1)
+            nn.init.normal_(self.tok_emb.weight, mean=0.0, std=0.02 if cfg.init == "gpt2" else cfg.d_model ** -0.5)
 
     # -- positions -------------------------------------------------------------------------------------
 

@@ -80,3 +80,40 @@ def test_use_profile(tmp_path):
     assert load_config(dst).profile == "smoke"
     with pytest.raises(ValueError, match="unknown profile 'gpu'; known profiles"):
         use_profile("gpu", target=tmp_path / "x.yaml")
+
+
+def test_grid_cells_are_groups_of_the_template():
+    cfg = load_config(paths.PROFILES_DIR / "cpu.yaml")
+    g = cfg.grid
+    runs = cfg.grid_runs()
+    assert len(runs) == len(g.main_lengths) * len(g.aux_lengths) * len(g.seeds)
+    template = cfg.groups[g.group]
+    run = cfg.run(g.name(8, 16), g.pos_encoding, 0)
+    assert run.run_id == "grid_m8_a16-rope-s0"
+    assert run.group.main == {template.main_task: 8}
+    assert run.group.aux == {t: 16 for t in template.aux}
+    assert run.group.eval_max == g.eval_max and run.group.baseline is None
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda r: r["grid"].update(group="nope"), r"grid.group: unknown group 'nope'"),
+    (lambda r: r["grid"].update(group="add_alone"), r"grid.group: the template group needs auxiliaries"),
+    (lambda r: r["grid"].update(main_lengths=[]), r"grid.main_lengths: must not be empty"),
+    (lambda r: r["grid"].update(aux_lengths=[0]), r"grid.aux_lengths"),
+    (lambda r: r["grid"].update(eval_max=500), r"model.max_seq_len: .* group 'grid_m3_a6'"),
+    (lambda r: r["grid"].update(colour="red"), r"grid: unknown key\(s\) \['colour'\]"),
+])
+def test_grid_errors_name_the_problem(change, match):
+    with pytest.raises(ValueError, match=match):
+        parse_config(mutate(change))
+
+
+def test_unknown_run_group_names_grid_pattern():
+    cfg = load_config(paths.PROFILES_DIR / "smoke.yaml")
+    with pytest.raises(ValueError, match="grid_m<main>_a<aux>"):
+        cfg.run("grid_x", "rope", 0)
+
+
+def test_profile_without_grid_has_no_grid_runs():
+    r = mutate(lambda r: r.pop("grid"))
+    assert parse_config(r).grid_runs() == []

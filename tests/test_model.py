@@ -333,12 +333,14 @@ def test_num_params_and_flops():
     assert model.flops_per_token(40) == 6 * model.num_params() + 12 * L * d * 40
 
 
-def test_init_scales_residual_projections():
+@pytest.mark.parametrize("init", ["fan_in", "gpt2"])
+def test_init_scales_residual_projections(init):
     torch.manual_seed(0)
-    model = Transformer(ModelConfig(vocab_size=50, n_layer=8, d_model=128, d_mlp=512))
-    std = model.blocks[0].attn.o_proj.weight.std().item()
-    assert abs(std - 0.02 / math.sqrt(16)) < 5e-4
-    assert abs(model.blocks[0].attn.q_proj.weight.std().item() - 0.02) < 1e-3
-    assert abs(model.blocks[3].mlp.w2.weight.std().item() - 0.02 / math.sqrt(16)) < 5e-4
+    model = Transformer(ModelConfig(vocab_size=50, n_layer=8, d_model=128, d_mlp=512, init=init))
+    base_q, base_w2, base_emb = (0.02, 0.02, 0.02) if init == "gpt2" else (128 ** -0.5, 512 ** -0.5, 1.0)
+    assert abs(model.blocks[0].attn.o_proj.weight.std().item() - base_q / math.sqrt(16)) < 5e-4
+    assert abs(model.blocks[0].attn.q_proj.weight.std().item() - base_q) < 2e-3
+    assert abs(model.blocks[3].mlp.w2.weight.std().item() - base_w2 / math.sqrt(16)) < 5e-4
+    assert abs(model.tok_emb.weight.std().item() - base_emb) < 0.05 * base_emb
     assert all(not hasattr(m, "bias") or m.bias is None for m in model.modules()
                if isinstance(m, torch.nn.Linear))
