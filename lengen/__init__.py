@@ -11,6 +11,10 @@ Where things are (read in this order):
 - ``lengen.train``      one run end to end, with resumption; loading records and checkpoints
 - ``lengen.config``     frozen dataclasses mirroring ``params.yaml`` (strict validation), profiles
 - ``lengen.figures``    seaborn figures from the tidy records
+- ``lengen.pretrained`` SmolLM2-135M offline (GGUF -> safetensors) behind the small model's interface
+- ``lengen.finetune``   the pretrained comparison: fine-tuning runs, records, claims, figures
+- ``lengen.crasp``      an executable C-RASP[periodic, local] interpreter (Huang et al.)
+- ``lengen.formal``     the formal framework: 8 algorithmic tasks, 17 languages, programs, training, report
 - ``lengen.heads``      head-reuse metrics: attention differences, mean-ablation maps, rho vs the gap
 - ``lengen.paths``      project paths (from this file, never the cwd)
 """

@@ -283,14 +283,19 @@ class Config:
     groups: dict[str, GroupConfig]
     experiment: ExperimentConfig
     grid: GridConfig | None = None
+    ablation: ExperimentConfig | None = None  # more runs (e.g. NoPE, one auxiliary), a matrix of its own
     extra: dict = field(default_factory=dict, compare=False, repr=False)  # other stages' sections, raw
 
     def __post_init__(self):
         from lengen.tasks import get_task
 
-        for g in self.experiment.groups:
-            if g not in self.groups:
-                _fail("experiment.groups", f"unknown group {g!r}; defined groups: {sorted(self.groups)}")
+        for section, e in (("experiment", self.experiment), ("ablation", self.ablation)):
+            for g in (e.groups if e else []):
+                if g not in self.groups:
+                    _fail(f"{section}.groups", f"unknown group {g!r}; defined groups: {sorted(self.groups)}")
+        twice = sorted({r.run_id for r in self.runs()} & {r.run_id for r in self.ablation_runs()})
+        if twice:
+            _fail("ablation", f"run(s) {twice} are already in the experiment (each run is trained once)")
             base = self.groups[g].baseline
             if base is not None and base not in self.groups:
                 _fail(f"groups.{g}.baseline", f"unknown group {base!r}; defined groups: {sorted(self.groups)}")
@@ -298,7 +303,8 @@ class Config:
             _fail("grid.group", f"unknown group {self.grid.group!r}; defined groups: {sorted(self.groups)}")
         # Every evaluation sequence must fit the position range: <bos> <marker> prompt target <eos>.
         grid_cells = [self.grid.name(m, a) for m, a in self.grid.cells()] if self.grid else []
-        for g in [*self.experiment.groups, *grid_cells]:
+        ablation_groups = self.ablation.groups if self.ablation else []
+        for g in [*self.experiment.groups, *ablation_groups, *grid_cells]:
             group = self.group(g)
             for task in group.tasks:
                 longest = max(group.eval_lengths(task, self.data.eval_step))
@@ -337,8 +343,18 @@ class Config:
         )
 
     def runs(self) -> list[RunConfig]:
+        """The main experiment: every group x position encoding x seed (DVC stage ``train``)."""
         e = self.experiment
         return [self.run(g, pe, s) for g in e.groups for pe in e.pos_encodings for s in e.seeds]
+
+    def ablation_runs(self) -> list[RunConfig]:
+        """The ablation matrix (DVC stage ``ablation``); none without an ``ablation`` section."""
+        e = self.ablation
+        return [self.run(g, pe, s) for g in e.groups for pe in e.pos_encodings for s in e.seeds] if e else []
+
+    def all_runs(self) -> list[RunConfig]:
+        """Every training run of the profile: experiment, ablation and grid."""
+        return self.runs() + self.ablation_runs() + self.grid_runs()
 
 
 def run_id(group: str, pos_encoding: str, seed: int) -> str:
@@ -350,7 +366,7 @@ def run_id(group: str, pos_encoding: str, seed: int) -> str:
 
 _SECTIONS = {"profile": str, "data": DataConfig, "model": ModelParams, "train": TrainConfig,
              "groups": dict[str, GroupConfig], "experiment": ExperimentConfig}
-_OPTIONAL_SECTIONS = {"grid": GridConfig}
+_OPTIONAL_SECTIONS = {"grid": GridConfig, "ablation": ExperimentConfig}
 # Sections owned by later stages (pretrained comparison, head analysis, ...): kept raw in Config.extra
 # and validated by their own loaders.
 OTHER_SECTIONS = ("pretrained", "heads", "figures", "formal")
@@ -456,7 +472,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if len(argv) in (1, 2) and argv[0] == "check":
         cfg = load_config(argv[1] if len(argv) == 2 else None)
-        print(f"ok: profile {cfg.profile}, {len(cfg.runs())} runs")
+        print(f"ok: profile {cfg.profile}, {len(cfg.all_runs())} runs ({len(cfg.runs())} experiment, "
+              f"{len(cfg.ablation_runs())} ablation, {len(cfg.grid_runs())} grid)")
         return 0
     print("usage: python -m lengen.config use PROFILE | check [PARAMS_FILE]", file=sys.stderr)
     return 2

@@ -209,11 +209,10 @@ class LengenDataModule(L.LightningDataModule):
 
 
 def experiment_eval_sets(cfg, n: int | None = None) -> dict[tuple[str, int], list[EvalExample]]:
-    """The evaluation sets of every run's group, grid cells included (union over groups; a (task,
+    """The evaluation sets of every run's group (experiment, ablation, grid) (union over groups; a (task,
     length) pair is the same set whichever group asks, because sets are seeded per (task, length))."""
     d = cfg.data
-    groups = [cfg.group(g) for g in cfg.experiment.groups] + [r.group for r in cfg.grid_runs()]
-    keys = set().union(*(g.eval_keys(d.eval_step) for g in groups))
+    keys = set().union(*(r.group.eval_keys(d.eval_step) for r in cfg.all_runs()))
     return make_eval_sets(keys, n or d.n_eval, d.seed, d.holdout_modulus)
 
 
@@ -241,8 +240,9 @@ def check_disjoint(cfg, sets: dict[tuple[str, int], list[EvalExample]], n_batche
 
     eval_prompts = {(e.task, e.prompt) for exs in sets.values() for e in exs}
     rows = []
-    for g in cfg.experiment.groups:
-        stream = TrainStream(cfg.groups[g], cfg.train.batch_size, cfg.data.seed, cfg.data.holdout_modulus)
+    groups = {r.group_name: r.group for r in cfg.all_runs()}  # experiment, ablation and grid groups
+    for g, group in groups.items():
+        stream = TrainStream(group, cfg.train.batch_size, cfg.data.seed, cfg.data.holdout_modulus)
         drawn = [pair for k in range(n_batches) for pair in stream.examples(k)[1]]
         collisions = sum((task, ex.prompt) in eval_prompts for task, ex in drawn)
         rows.append(dict(group=g, train_examples=len(drawn), eval_examples=len(eval_prompts), collisions=collisions))

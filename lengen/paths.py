@@ -17,3 +17,5 @@ RECORDS_DIR = REPORTS_DIR / "records"  # tidy per-length records, one CSV per ru
 METRICS_DIR = REPORTS_DIR / "metrics"  # one JSON summary per run (DVC metrics)
 PLOTS_DIR = REPORTS_DIR / "plots"  # final accuracy-vs-length per run and task (DVC plots)
 NOTEBOOKS_DIR = PROJ_ROOT / "notebooks"
+MODELS_DIR = PROJ_ROOT / "models"  # converted pretrained checkpoints (DVC stage `convert`)
+PRETRAINED_DIR = REPORTS_DIR / "pretrained"  # pretrained-comparison records, runs, figures

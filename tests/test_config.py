@@ -117,3 +117,20 @@ def test_unknown_run_group_names_grid_pattern():
 def test_profile_without_grid_has_no_grid_runs():
     r = mutate(lambda r: r.pop("grid"))
     assert parse_config(r).grid_runs() == []
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda r: r["ablation"].update(groups=["caprevv"]), r"ablation.groups: unknown group 'caprevv'"),
+    (lambda r: r["ablation"].update(pos_encodings=["rope"]), r"ablation: run\(s\) \['arith_carry-rope-s0'\] are already"),
+    (lambda r: r["ablation"].update(pos_encodings=["alibi"]), r"'alibi' is not one of"),
+])
+def test_ablation_errors_name_the_problem(change, match):
+    with pytest.raises(ValueError, match=match):
+        parse_config(mutate(change))
+
+
+def test_all_runs_cover_experiment_ablation_and_grid():
+    cfg = load_config(paths.PROFILES_DIR / "smoke.yaml")
+    ids = [r.run_id for r in cfg.all_runs()]
+    assert ids == [r.run_id for r in cfg.runs() + cfg.ablation_runs() + cfg.grid_runs()]
+    assert "arith_carry-nope-s0" in ids and len(set(ids)) == len(ids)

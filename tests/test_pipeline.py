@@ -45,6 +45,14 @@ def test_dvc_repro_smoke_end_to_end(repo):
     for nb in ("01_data", "03_pretrained", "04_heads", "05_figures"):
         assert (root / f"reports/{nb}.ipynb").exists() and (root / f"reports/{nb}.html").exists()
     assert list((root / "reports/figures").glob("transfer_*.png"))
+    for f in ("gaps.png", "grid.png", "checkpoint_ranges.png", "formal_predicted_vs_observed.png"):
+        assert (root / "reports/figures" / f).exists(), f
+    # stages `ablation` (NoPE) and `grid` (length-ratio cells) train their runs like `train`
+    assert (root / "reports/records/arith_carry-nope-s0.csv").exists()
+    assert (root / "reports/records/grid_m3_a6-rope-s0.csv").exists()
+    assert (root / "reports/formal/predicted_vs_observed.png").exists()  # stage `formal`
+    assert (root / "models/smollm2-135m-instruct/model.safetensors").exists()  # stage convert
+    assert list((root / "reports/pretrained/records").glob("*-zero_shot.csv"))
     assert list((root / "reports/metrics").glob("*.json")) and (root / "reports/summary.json").exists()
     assert list((root / "data/eval").glob("*.jsonl"))
     assert list((root / "runs").glob("*/checkpoints/step=*.ckpt"))

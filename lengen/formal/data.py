@@ -1,0 +1,156 @@
+"""Token ids, targets and batches for the formal tasks; fixed evaluation sets per length bin.
+
+Two objectives share one batch layout (``input_ids`` right-padded with ``<pad>``):
+
+- algorithmic tasks (``lm``): ``labels`` (B, T) = the next token at the positions that predict the
+  answer and ``<eos>`` (from ``<sep>`` on), ``IGNORE`` elsewhere — the core's cross-entropy convention;
+- languages (``multilabel``): ``targets`` (B, T, |alphabet| + 1) = the legal next symbols and ``<eos>``
+  after each prefix, ``mask`` (B, T) = the real positions ``<bos> w`` (all of them are predicted).
+
+Worked example, binary majority ``<bos> 0 1 1 <sep> 1 <eos>`` (ids from the task's own tokenizer)::
+
+    labels = [-100, -100, -100, -100, id(1), id(<eos>), -100]   # <sep> predicts 1, 1 predicts <eos>
+
+Training examples come from a deterministic stream seeded by (data seed, task); languages draw from
+a pool sampled once per run (uniform members, ``pool_per_length`` per training length), because the
+automaton sampler is vectorized over strings of one length. Evaluation sets are seeded by
+(data seed, task, bin), identical for every config and seed.
+"""
+from __future__ import annotations
+
+import random
+import zlib
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from lengen.data import IGNORE
+from lengen.formal.algorithmic import ALGORITHMIC, AlgorithmicTask, make_tasks
+from lengen.formal.languages import LANGUAGES, Dfa
+from lengen.tokenizer import BOS, Tokenizer
+
+Task = AlgorithmicTask | Dfa
+
+
+def get_task(name: str, vocab_size: int = 150) -> Task:
+    if name in LANGUAGES:
+        return LANGUAGES[name]
+    if name in ALGORITHMIC:
+        return make_tasks(vocab_size)[name]
+    raise KeyError(f"unknown formal task {name!r}")
+
+
+def objective(task: Task) -> str:
+    return "multilabel" if task.kind == "language" else "lm"
+
+
+def seed_of(*parts) -> int:
+    """A stable 32-bit seed from strings and ints (Python's hash() is salted per process)."""
+    return zlib.crc32("|".join(map(str, parts)).encode())
+
+
+@dataclass(frozen=True)
+class Encoded:
+    ids: list[int]
+    labels: list[int] | None = None       # lm
+    targets: np.ndarray | None = None     # multilabel: (len(ids), n_outputs) bool
+
+
+def encode(task: Task, tok: Tokenizer, item) -> Encoded:
+    """One example (an algorithmic ``Example`` or a member string) as ids and targets."""
+    if task.kind == "language":
+        return Encoded([tok.bos_id] + [tok.stoi[c] for c in item], targets=task.targets(item))
+    seq = task.sequence(item)
+    ids = [tok.stoi[t] for t in seq]
+    start = task.answer_start(item)
+    labels = [IGNORE] * len(ids)
+    labels[start:-1] = ids[start + 1:]  # position i predicts token i + 1
+    return Encoded(ids, labels=labels)
+
+
+def collate(items: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
+    B, T = len(items), max(len(e.ids) for e in items)
+    input_ids = torch.full((B, T), pad_id, dtype=torch.long)
+    for b, e in enumerate(items):
+        input_ids[b, : len(e.ids)] = torch.tensor(e.ids)
+    out = {"input_ids": input_ids}
+    if items[0].targets is None:
+        labels = torch.full((B, T), IGNORE, dtype=torch.long)
+        for b, e in enumerate(items):
+            labels[b, : len(e.labels)] = torch.tensor(e.labels)
+        out["labels"] = labels
+    else:
+        n_out = items[0].targets.shape[1]
+        targets = torch.zeros((B, T, n_out))
+        mask = torch.zeros((B, T), dtype=torch.bool)
+        for b, e in enumerate(items):
+            targets[b, : len(e.ids)] = torch.from_numpy(e.targets.astype(np.float32))
+            mask[b, : len(e.ids)] = True
+        out["targets"], out["mask"] = targets, mask
+    return out
+
+
+def sample_items(task: Task, lo: int, hi: int, n: int, seed: int) -> list:
+    """n examples with lengths uniform over the task's feasible lengths in [lo, hi]."""
+    lengths = task.lengths(lo, hi)
+    if not lengths:
+        raise ValueError(f"{task.name}: no examples with length in [{lo}, {hi}]")
+    rng = random.Random(seed)
+    chosen = [rng.choice(lengths) for _ in range(n)]
+    if task.kind != "language":
+        return [task.sample(rng, L) for L in chosen]
+    nrng = np.random.default_rng(seed)
+    by_length = {L: iter(task.sample(nrng, L, k)) for L, k in Counter(chosen).items()}
+    return [next(by_length[L]) for L in chosen]
+
+
+def eval_sets(task: Task, bins: list[list[int]], n: int, data_seed: int) -> dict[str, list]:
+    """{"lo-hi": n examples} per bin, seeded by (data seed, task, bin)."""
+    return {f"{lo}-{hi}": sample_items(task, lo, hi, n, seed_of(data_seed, task.name, lo, hi))
+            for lo, hi in bins}
+
+
+class TrainStream(torch.utils.data.IterableDataset):
+    """Endless training batches; with ``max_positions`` (APE), each example gets a random position
+    offset so that every row of the position table up to the longest test sequence is trained."""
+
+    def __init__(self, task: Task, tok: Tokenizer, lo: int, hi: int, batch_size: int, seed: int,
+                 max_positions: int | None = None, pool_per_length: int = 256):
+        self.task, self.tok, self.lo, self.hi = task, tok, lo, hi
+        self.batch_size, self.seed, self.max_positions = batch_size, seed, max_positions
+        self.pool = None
+        if task.kind == "language":  # one vectorized draw per length, then batches from the pool
+            n = pool_per_length * len(task.lengths(lo, hi))
+            self.pool = [encode(task, tok, w) for w in sample_items(task, lo, hi, n, seed)]
+
+    def __iter__(self):
+        rng = random.Random(seed_of(self.seed, "stream"))
+        while True:
+            if self.pool is not None:
+                items = rng.choices(self.pool, k=self.batch_size)
+            else:
+                lengths = self.task.lengths(self.lo, self.hi)
+                items = [encode(self.task, self.tok, self.task.sample(rng, rng.choice(lengths)))
+                         for _ in range(self.batch_size)]
+            batch = collate(items, self.tok.pad_id)
+            if self.max_positions is not None:
+                T = batch["input_ids"].shape[1]
+                batch["pos_offset"] = torch.tensor(
+                    [rng.randint(0, self.max_positions - T) for _ in range(self.batch_size)])
+            yield batch
+
+
+def max_positions(task: Task, max_length: int) -> int:
+    """Positions the longest evaluation sequence occupies (<bos> included)."""
+    return task.max_tokens(max_length) if task.kind != "language" else max_length + 1
+
+
+def preview(task: Task, length: int, seed: int = 0) -> str:
+    """One example in the exact token format, with its targets (for the notebook)."""
+    item = sample_items(task, length, length, 1, seed)[0]
+    if task.kind != "language":
+        return " ".join(task.sequence(item))
+    sets = task.legal_next(item)
+    return f"{BOS} {' '.join(item)}   legal next: " + " ".join("{" + ",".join(sorted(s)) + "}" for s in sets)

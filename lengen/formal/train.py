@@ -1,0 +1,288 @@
+"""Training and the paper's selection protocol for the formal tasks.
+
+One *run* = (task, positional encoding, grid point, seed): a small :class:`lengen.model.Transformer`
+trained on lengths in the first bin, stopped early once the in-distribution check is at 100% (the
+paper's rule), then scored on every bin. The *protocol* (``run_study``), per task and encoding:
+
+1. grid: every grid point, seed 0;
+2. selection: among grid points at 100% in-distribution, the best on the second bin, ties to the
+   smallest model (``GridConfig.archs`` order); if none fits, the best in-distribution (flagged
+   ``fitted = False``);
+3. seeds: the selected point with seeds 0 .. N−1 (seed 0 is the grid run); mean, sd and every seed.
+
+Each run writes ``reports/formal/runs/<run id>.json`` (its rows, history, wall time and a fingerprint of
+everything that determines it); a later call skips runs whose file has the same fingerprint, so a
+killed stage resumes where it stopped and a changed parameter re-runs only what it affects.
+
+Scoring is teacher-forced exact match, as in the paper: an algorithmic example is right iff every
+answer token and ``<eos>`` is the argmax; a language string iff at every position the thresholded
+(sigmoid > 0.5) prediction equals the set of legal next symbols.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.loggers import CSVLogger
+
+from lengen import paths
+from lengen.data import IGNORE
+from lengen.evaluate import autocast_context
+from lengen.formal.config import Arch, FormalConfig
+from lengen.formal.data import (Task, TrainStream, collate, encode, eval_sets, get_task, max_positions, objective,
+                                seed_of)
+from lengen.model import ModelConfig, Transformer
+from lengen.system import LengenSystem
+
+FORMAL_DIR = paths.REPORTS_DIR / "formal"
+RUNS_SUBDIR = "runs"
+
+
+# ----------------------------------------------------------------------------------------------------
+# The system
+
+
+def position_regularizer(model: Transformer) -> torch.Tensor:
+    """The paper's penalty on position-position attention: for every layer and head, the squared causal
+    entries of (P W_Q)(P W_K)ᵀ, P the position table (summed over query rows, averaged over key
+    columns as in the official code). Zero for encodings without a table."""
+    if model.pos_emb is None:
+        return torch.zeros(())
+    P = model.pos_emb.weight  # (N, d)
+    hs = model.cfg.head_dim
+    total = P.new_zeros(())
+    for block in model.blocks:
+        q = (P @ block.attn.q_proj.weight.T).view(len(P), -1, hs).transpose(0, 1)  # (nh, N, hs)
+        k = (P @ block.attn.k_proj.weight.T).view(len(P), -1, hs).transpose(0, 1)
+        scores = torch.tril(q @ k.transpose(1, 2))  # (nh, N, N): query i, key j <= i
+        total = total + (scores ** 2).sum(dim=1).mean(dim=1).sum()
+    return total
+
+
+class FormalSystem(LengenSystem):
+    """The core system (optimizer, schedule) with the formal objectives and the optional regularizer.
+
+    ``lm``: cross-entropy on the answer and <eos>; ``multilabel``: binary cross-entropy of the logits of
+    the output symbols (``output_ids``: the alphabet then <eos>) against the legal-next sets."""
+
+    def __init__(self, model_config: dict, objective: str, output_ids: list[int] | None = None,
+                 reg_coef: float = 0.0, **optim):
+        super().__init__(model_config, **optim)
+        if objective not in ("lm", "multilabel"):
+            raise ValueError(f"objective={objective!r} must be 'lm' or 'multilabel'")
+        self.objective, self.output_ids, self.reg_coef = objective, output_ids, reg_coef
+
+    def task_loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
+        if self.objective == "lm":
+            return F.cross_entropy(logits.float().flatten(0, 1), batch["labels"].flatten(), ignore_index=IGNORE)
+        z = logits.float()[..., self.output_ids]  # (B, T, n_out)
+        per_pos = F.binary_cross_entropy_with_logits(z, batch["targets"], reduction="none").mean(-1)
+        return per_pos[batch["mask"]].mean()
+
+    def training_step(self, batch, batch_idx):
+        logits = self.model(batch["input_ids"], pos_offset=batch.get("pos_offset"))
+        loss = self.task_loss(logits, batch)
+        self.log("train/loss", loss)
+        if self.reg_coef:
+            reg = position_regularizer(self.model)
+            self.log("train/reg", reg)
+            loss = loss + self.reg_coef * reg
+        return loss
+
+
+@torch.no_grad()
+def correct(model: Transformer, objective: str, batch: dict, output_ids: list[int] | None) -> np.ndarray:
+    """(B,) bool: every supervised position right (offset 0, as at test time)."""
+    logits = model(batch["input_ids"])
+    if objective == "lm":
+        y = batch["labels"]
+        return ((logits.argmax(-1) == y) | (y == IGNORE)).all(1).cpu().numpy()
+    pred = logits.float()[..., output_ids] > 0  # sigmoid > 0.5
+    ok = (pred == batch["targets"].bool()).all(-1) | ~batch["mask"]
+    return ok.all(1).cpu().numpy()
+
+
+def accuracy(model: Transformer, task: Task, tok, items: list, precision: str, batch_size: int = 128) -> float:
+    """Exact-match accuracy on a list of examples."""
+    obj, out_ids = objective(task), _output_ids(task, tok)
+    dev = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    hits = []
+    with autocast_context(precision, dev):
+        for i in range(0, len(items), batch_size):
+            batch = collate([encode(task, tok, x) for x in items[i: i + batch_size]], tok.pad_id)
+            hits.append(correct(model, obj, {k: v.to(dev) for k, v in batch.items()}, out_ids))
+    model.train(was_training)
+    return float(np.concatenate(hits).mean())
+
+
+def _output_ids(task: Task, tok) -> list[int] | None:
+    return [tok.stoi[s] for s in task.outputs] if task.kind == "language" else None
+
+
+class EarlyStop(L.Callback):
+    """Every ``every`` steps: in-distribution accuracy (logged as ``val/acc``); stop at 100%."""
+
+    def __init__(self, task: Task, tok, items: list, every: int, precision: str, enabled: bool):
+        self.task, self.tok, self.items = task, tok, items
+        self.every, self.precision, self.enabled = every, precision, enabled
+        self.history: list[tuple[int, float]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        step = trainer.global_step
+        if step % self.every and step < trainer.max_steps:
+            return
+        acc = accuracy(pl_module.model, self.task, self.tok, self.items, self.precision)
+        self.history.append((step, acc))
+        pl_module.log("val/acc", acc)
+        if self.enabled and acc == 1.0:
+            trainer.should_stop = True
+
+
+# ----------------------------------------------------------------------------------------------------
+# One run
+
+
+def run_id(task: str, pe: str, arch: Arch, seed: int) -> str:
+    slug = "".join(c if c.isalnum() or c == "-" else "_" for c in task).strip("_")
+    return f"{slug}-{seed_of(task) % 1000:03d}--{pe}--{arch.id}--s{seed}"
+
+
+def fingerprint(fc: FormalConfig, task: str, pe: str, arch: Arch, seed: int) -> str:
+    """Hash of everything that determines the run's result (not the task list, grid or seed count)."""
+    blob = json.dumps({"task": task, "pe": pe, "arch": dataclasses.asdict(arch), "seed": seed,
+                       "train": dataclasses.asdict(fc.train), "bins": fc.bins, "n_eval": fc.n_eval,
+                       "n_eval_during": fc.n_eval_during, "data_seed": fc.data_seed,
+                       "vocab_size": fc.vocab_size if task in ("unique_copy", "sort") else None},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def train_one(fc: FormalConfig, task_name: str, pe: str, arch: Arch, seed: int, log_dir: Path | None = None
+              ) -> dict:
+    """Train and score one run; returns its result (the JSON ``run_study`` stores)."""
+    t0, c0 = time.time(), time.process_time()
+    tr = fc.train
+    task = get_task(task_name, fc.vocab_size)
+    tok = task.tokenizer()
+    n_pos = max_positions(task, fc.max_length)
+    mc = ModelConfig(vocab_size=len(tok), n_layer=arch.n_layer, n_head=arch.n_head, d_model=arch.d_model,
+                     d_mlp=tr.mlp_ratio * arch.d_model, max_seq_len=n_pos, pos_encoding=pe)
+    L.seed_everything(seed, verbose=False)
+    system = FormalSystem(
+        dataclasses.asdict(mc), objective(task), _output_ids(task, tok), reg_coef=tr.reg_coef if pe == "ape" else 0.0,
+        lr=arch.lr, betas=(tr.beta1, tr.beta2), eps=1e-8, weight_decay=tr.weight_decay,
+        warmup_steps=int(tr.warmup_frac * tr.steps), decay_steps=int(tr.decay_frac * tr.steps),
+        total_steps=tr.steps, min_lr_frac=0.0)
+    sets = eval_sets(task, fc.bins, fc.n_eval, fc.data_seed)
+    lo, hi = fc.train_bin
+    check = EarlyStop(task, tok, sets[f"{lo}-{hi}"][: fc.n_eval_during], tr.eval_every, tr.precision, tr.early_stop)
+    stream = TrainStream(task, tok, lo, hi, tr.batch_size, seed_of(fc.data_seed, task_name),
+                         max_positions=n_pos if pe == "ape" else None)
+    trainer = L.Trainer(
+        max_steps=tr.steps, accelerator="auto", devices=1, precision=tr.precision,
+        gradient_clip_val=tr.grad_clip or None, callbacks=[check],
+        logger=CSVLogger(log_dir, name="", version="") if log_dir else False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        log_every_n_steps=min(50, tr.eval_every), limit_val_batches=0, num_sanity_val_steps=0)
+    trainer.fit(system, train_dataloaders=torch.utils.data.DataLoader(stream, batch_size=None))
+    bins = [{"bin": name, "lo": int(name.split("-")[0]), "hi": int(name.split("-")[1]), "n": len(items),
+             "accuracy": accuracy(system.model, task, tok, items, tr.precision)} for name, items in sets.items()]
+    return {"task": task_name, "kind": task.kind, "pos_encoding": pe, "arch": dataclasses.asdict(arch),
+            "config": arch.id, "seed": seed, "steps": int(trainer.global_step), "history": check.history,
+            "bins": bins, "wall_s": round(time.time() - t0, 2),
+            "cpu_s": round(time.process_time() - c0, 2),  # all threads' CPU time: wall time on a shared machine misleads
+            "fingerprint": fingerprint(fc, task_name, pe, arch, seed)}
+
+
+# ----------------------------------------------------------------------------------------------------
+# The protocol
+
+
+def _load_or_train(fc: FormalConfig, task: str, pe: str, arch: Arch, seed: int, runs_dir: Path,
+                   log: Callable[[str], None]) -> dict:
+    path = runs_dir / f"{run_id(task, pe, arch, seed)}.json"
+    fp = fingerprint(fc, task, pe, arch, seed)
+    if path.exists():
+        done = json.loads(path.read_text())
+        if done.get("fingerprint") == fp:
+            return done
+    result = train_one(fc, task, pe, arch, seed, log_dir=runs_dir / "logs" / path.stem)  # inside the stage's own out
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    accs = " ".join(f"{b['bin']}:{b['accuracy']:.3f}" for b in result["bins"])
+    log(f"[formal] {task} {pe} {arch.id} s{seed}: {accs} ({result['steps']} steps, {result['wall_s']:.0f}s)")
+    return result
+
+
+def select(grid_results: list[dict]) -> tuple[dict, bool]:
+    """The paper's rule. ``grid_results`` in grid order (smallest first); returns (chosen, fitted)."""
+    def acc(r, k):
+        return r["bins"][k]["accuracy"] if len(r["bins"]) > k else 0.0
+
+    fitted = [r for r in grid_results if acc(r, 0) == 1.0]
+    if fitted:
+        best = max(acc(r, 1) for r in fitted)
+        return next(r for r in fitted if acc(r, 1) == best), True  # first = smallest among ties
+    best = max(acc(r, 0) for r in grid_results)
+    return next(r for r in grid_results if acc(r, 0) == best), False
+
+
+def records_of(result: dict, stage: str, selected: bool, fitted: bool) -> list[dict]:
+    base = {k: result[k] for k in ("task", "kind", "pos_encoding", "config", "seed", "steps", "wall_s")}
+    return [{**base, "stage": stage, "selected": selected, "fitted": fitted, "bin": b["bin"], "lo": b["lo"],
+             "hi": b["hi"], "n": b["n"], "accuracy": b["accuracy"]} for b in result["bins"]]
+
+
+def run_study(fc: FormalConfig, out_dir: Path | None = None, log: Callable[[str], None] = print) -> pd.DataFrame:
+    """Grid -> selection -> seeds for every task and encoding; writes and returns the tidy records
+    (``records.csv``: one row per run × bin; ``stage`` grid|seeds, ``selected`` marks the chosen
+    config's rows)."""
+    out_dir = Path(out_dir or FORMAL_DIR)
+    runs_dir = out_dir / RUNS_SUBDIR
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(fc.train.threads)
+    t0 = time.time()
+    rows = []
+    archs = fc.grid.archs()
+    for task in fc.tasks:
+        for pe in fc.pos_encodings:
+            grid = [_load_or_train(fc, task, pe, a, 0, runs_dir, log) for a in archs]
+            chosen, fitted = select(grid)
+            for r in grid:
+                rows += records_of(r, "grid", r is chosen, fitted)
+            arch = Arch(**chosen["arch"])
+            for seed in range(1, fc.seeds):
+                r = _load_or_train(fc, task, pe, arch, seed, runs_dir, log)
+                rows += records_of(r, "seeds", True, fitted)
+    records = pd.DataFrame(rows)
+    records.to_csv(out_dir / "records.csv", index=False)
+    n_runs = records.groupby(["task", "pos_encoding", "config", "seed"]).ngroups
+    (out_dir / "timing.json").write_text(json.dumps({
+        "runs": n_runs, "stage_wall_s_this_call": round(time.time() - t0, 1),
+        "sum_run_wall_s": round(float(records.drop_duplicates(["task", "pos_encoding", "config", "seed"]).wall_s.sum()), 1),
+        "threads": fc.train.threads}, indent=2) + "\n")
+    return records
+
+
+def seed_summary(records: pd.DataFrame) -> pd.DataFrame:
+    """Per task × encoding × bin, over the selected config's seeds: mean, sd, every seed, fitted."""
+    sel = records[records.selected]
+    g = sel.groupby(["task", "kind", "pos_encoding", "config", "bin", "lo"], sort=False)
+    out = g.accuracy.agg(mean="mean", sd=lambda a: float(np.std(a, ddof=1)) if len(a) > 1 else math.nan,
+                         seeds=lambda a: [round(float(x), 4) for x in a]).reset_index()
+    out["fitted"] = g.fitted.first().values
+    order = {t: k for k, t in enumerate(dict.fromkeys(records.task))}  # the params' task order
+    out["_order"] = out.task.map(order)
+    return out.sort_values(["_order", "pos_encoding", "lo"], kind="stable").drop(columns="_order") \
+        .reset_index(drop=True)

@@ -1,0 +1,165 @@
+"""The formal stage: config parsing, the regularizer, the objectives, the selection rule, resumption,
+and the predicted-vs-observed table (tiny settings)."""
+import copy
+import json
+
+import matplotlib
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from lengen import paths
+from lengen.config import _build, load_config
+from lengen.formal import report, train
+from lengen.formal.config import Arch, FormalConfig, load_formal
+from lengen.model import ModelConfig, Transformer
+
+matplotlib.use("Agg")
+
+TINY = dict(algorithmic=["bin_majority"], languages=["(aa)*"], pos_encodings=["ape", "nope"],
+            bins=[[1, 6], [7, 10], [11, 14]], n_eval=16, n_eval_during=8, data_seed=1, seeds=2, vocab_size=14,
+            grid=dict(n_layer=[1], n_head=[2], d_model=[16], lr=[0.003, 0.01]),
+            train=dict(steps=6, batch_size=8, eval_every=3, threads=1))
+
+
+def tiny(**changes) -> FormalConfig:
+    raw = copy.deepcopy(TINY)
+    raw.update(changes)
+    return _build(FormalConfig, raw, "formal")
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "paper"])
+def test_profiles_parse_and_params_yaml_matches_cpu(profile):
+    fc = load_formal(load_config(paths.PROFILES_DIR / f"{profile}.yaml"))
+    assert fc.tasks and fc.grid.archs()
+    params = yaml.safe_load(paths.PARAMS_FILE.read_text())["formal"]
+    assert params == yaml.safe_load((paths.PROFILES_DIR / "cpu.yaml").read_text())["formal"]
+
+
+def test_cpu_profile_runs_every_task_under_both_encodings():
+    fc = load_formal(load_config(paths.PROFILES_DIR / "cpu.yaml"))
+    assert len(fc.algorithmic) == 8 and len(fc.languages) == 17 and fc.pos_encodings == ["ape", "nope"]
+    assert fc.bins == [[1, 50], [51, 100], [101, 150]]
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(languages=["Tomita-9"]), "unknown language"),
+    (dict(bins=[[1, 10], [5, 20]]), "disjoint"),
+    (dict(algorithmic=["sort"], vocab_size=10), "vocab_size"),
+    (dict(train=dict(steps=6, batch_size=8, eval_every=3, threads=1, colour="red")), "unknown key"),
+    (dict(grid=dict(n_layer=[1], n_head=[3], d_model=[16], lr=[0.1])), "does not divide"),
+])
+def test_bad_formal_sections_fail_with_the_key(bad, match):
+    with pytest.raises(ValueError, match=match):
+        tiny(**bad)
+
+
+def test_grid_is_ordered_smallest_first():
+    fc = tiny(grid=dict(n_layer=[2, 1], n_head=[2], d_model=[32, 16], lr=[0.001, 0.01]))
+    ids = [a.id for a in fc.grid.archs()]
+    assert ids[0] == "1l2h16d-lr0.01" and ids[-1] == "2l2h32d-lr0.001"
+
+
+def test_regularizer_matches_its_definition():
+    torch.manual_seed(0)
+    m = Transformer(ModelConfig(vocab_size=5, n_layer=2, n_head=2, d_model=8, d_mlp=16, max_seq_len=6,
+                                pos_encoding="ape"))
+    P, hs, want = m.pos_emb.weight, 4, 0.0
+    for block in m.blocks:
+        for h in range(2):
+            wq = block.attn.q_proj.weight[h * hs:(h + 1) * hs]
+            wk = block.attn.k_proj.weight[h * hs:(h + 1) * hs]
+            s = (P @ wq.T) @ (P @ wk.T).T
+            want += sum(s[i, j] ** 2 for i in range(6) for j in range(i + 1)) / 6
+    assert torch.allclose(train.position_regularizer(m), want)
+    nope = Transformer(ModelConfig(vocab_size=5, n_layer=1, n_head=2, d_model=8, d_mlp=16, max_seq_len=6,
+                                   pos_encoding="nope"))
+    assert train.position_regularizer(nope).item() == 0.0
+
+
+def test_a_tiny_run_trains_scores_every_bin_and_logs(tmp_path):
+    fc = tiny(train=dict(steps=4, batch_size=8, eval_every=2, threads=1, reg_coef=1e-3, early_stop=False))
+    r = train.train_one(fc, "(aa)*", "ape", fc.grid.archs()[0], 0, log_dir=tmp_path)
+    assert r["steps"] == 4 and [b["bin"] for b in r["bins"]] == ["1-6", "7-10", "11-14"]
+    assert all(0 <= b["accuracy"] <= 1 and b["n"] == 16 for b in r["bins"])
+    logged = pd.read_csv(tmp_path / "metrics.csv")
+    assert {"train/loss", "train/reg", "val/acc"} <= set(logged.columns)
+
+
+def test_a_perfect_model_scores_one():
+    """The scorer: a model that outputs the right logits gets 1.0, a constant one does not."""
+    from lengen.formal.data import collate, encode, eval_sets, get_task
+
+    task = get_task("bin_majority")
+    tok = task.tokenizer()
+    items = [encode(task, tok, x) for x in eval_sets(task, [[1, 9]], 20, 0)["1-9"]]
+    batch = collate(items, tok.pad_id)
+
+    class Oracle(torch.nn.Module):
+        def forward(self, idx):
+            out = torch.zeros(*idx.shape, len(tok))
+            y = batch["labels"].clamp(min=0)
+            return out.scatter(2, y[..., None], 1.0)
+
+    assert train.correct(Oracle(), "lm", batch, None).all()
+    assert not train.correct(lambda idx: torch.zeros(*idx.shape, len(tok)), "lm", batch, None).all()
+
+
+def test_selection_rule():
+    def run(cfg, accs):
+        return {"config": cfg, "bins": [{"accuracy": a} for a in accs]}
+
+    grid = [run("small", [1.0, 0.5]), run("mid", [1.0, 0.9]), run("big", [1.0, 0.9]), run("x", [0.9, 1.0])]
+    assert train.select(grid) == (grid[1], True)  # best on bin 2 among fitted; tie -> the smaller
+    unfit = [run("a", [0.4, 0.0]), run("b", [0.7, 0.0])]
+    assert train.select(unfit) == (unfit[1], False)
+
+
+def test_study_resumes_and_reruns_only_changed_runs(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_train_one(fc, task, pe, arch, seed, log_dir=None):
+        calls.append((task, pe, arch.id, seed))
+        acc = [1.0, 0.5 + 0.1 * arch.lr, 0.2]
+        return {"task": task, "kind": "language" if task == "(aa)*" else "algorithmic", "pos_encoding": pe,
+                "arch": vars(arch), "config": arch.id, "seed": seed, "steps": 3, "history": [],
+                "bins": [{"bin": f"{lo}-{hi}", "lo": lo, "hi": hi, "n": 16, "accuracy": a}
+                         for (lo, hi), a in zip(fc.bins, acc)],
+                "wall_s": 0.1, "fingerprint": train.fingerprint(fc, task, pe, arch, seed)}
+
+    monkeypatch.setattr(train, "train_one", fake_train_one)
+    fc = tiny()
+    records = train.run_study(fc, out_dir=tmp_path, log=lambda s: None)
+    assert len(calls) == 2 * 2 * (2 + 1)  # tasks x encodings x (grid points + one more seed)
+    chosen = records[records.selected & (records.stage == "seeds")].config.unique()
+    assert list(chosen) == ["1l2h16d-lr0.01"]  # the higher lr scores higher on bin 2 here
+    calls.clear()
+    train.run_study(fc, out_dir=tmp_path, log=lambda s: None)
+    assert calls == []  # everything resumed from the run files
+    train.run_study(tiny(n_eval=8), out_dir=tmp_path, log=lambda s: None)
+    assert len(calls) == 12  # a changed parameter re-runs what it affects
+    assert json.loads((tmp_path / "timing.json").read_text())["runs"] == 12
+
+    summary = train.seed_summary(records)
+    row = summary[(summary.task == "(aa)*") & (summary.pos_encoding == "ape") & (summary.lo == 1)].iloc[0]
+    assert row["seeds"] == [1.0, 1.0] and row["sd"] == 0.0
+
+    table = report.predicted_vs_observed(records)
+    assert set(table.columns) >= {"predicted", "observed", "agree", "paper_label", "acc 1-6", "acc 11-14"}
+    aa_nope = table[(table.task == "(aa)*") & (table.pos_encoding == "nope")].iloc[0]
+    assert not aa_nope.predicted and not aa_nope.observed and aa_nope.agree  # 0.2 on the last bin
+    maj = table[(table.task == "bin_majority") & (table.pos_encoding == "ape")].iloc[0]
+    assert maj.predicted and not maj.agree and maj["paper 11-14"] == 99.96
+    assert "agree" in report.describe(table)
+    saved = report.save(table, report.plot_predicted_vs_observed(table), out_dir=tmp_path)
+    assert (tmp_path / "predicted_vs_observed.png").stat().st_size > 1000 and len(saved) == 3
+    assert json.loads((tmp_path / "summary.json").read_text())["pairs"] == 4
+
+
+def test_run_ids_are_file_safe_and_distinct():
+    arch = Arch(1, 2, 16, 0.01)
+    ids = {train.run_id(t, "ape", arch, 0) for t in ["(aa)*", "(aaaa)*", "aa*bb*cc*dd*ee*", "{a,b}*d{b,c}*",
+                                                      "{0,1,2}*02*", "D-2"]}
+    assert len(ids) == 6 and all(set(i) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+                                 for i in ids)
