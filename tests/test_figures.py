@@ -1,0 +1,34 @@
+"""Figure helpers compute from the tidy records (the plots themselves run in the smoke pipeline)."""
+import math
+
+import pandas as pd
+
+from lengen import figures
+from lengen.config import load_config
+from lengen.paths import PROFILES_DIR
+
+
+def test_grid_gaps_average_seeds_per_cell_and_leave_missing_cells_empty():
+    cfg = load_config(PROFILES_DIR / "cpu.yaml")  # grid main [4, 8] x aux [4, 8]
+    g = cfg.grid
+    summary = pd.DataFrame([
+        dict(group=g.name(4, 8), pos_encoding=g.pos_encoding, seed=0, gap=0.2),
+        dict(group=g.name(4, 8), pos_encoding=g.pos_encoding, seed=1, gap=0.4),
+        dict(group=g.name(8, 4), pos_encoding=g.pos_encoding, seed=0, gap=0.9),
+        dict(group=g.name(8, 4), pos_encoding="nope", seed=0, gap=0.0),  # other encoding: ignored
+    ])
+    ours = figures.grid_gaps(summary, cfg)
+    assert list(ours.index) == sorted(g.main_lengths, reverse=True) and list(ours.columns) == g.aux_lengths
+    assert math.isclose(ours.loc[4, 8], 0.3) and math.isclose(ours.loc[8, 4], 0.9)
+    assert math.isnan(ours.loc[4, 4]) and math.isnan(ours.loc[8, 8])
+    paper = figures.paper_grid(cfg)
+    assert paper.loc[8, 4] == 0.28 and paper.loc[4, 8] == 0.41  # the paper's Fig. 10 cells
+    text = figures.describe_grid(ours, paper)
+    assert "main ≤4, aux ≤8 (ratio 2): gap 0.30 (paper 0.41)" in text and "aux ≤4 (ratio 1)" not in text
+
+
+def test_describe_gaps_reports_mean_and_sd_per_group_and_encoding():
+    summary = pd.DataFrame([dict(group="a", pos_encoding="rope", seed=s, gap=v) for s, v in [(0, 0.1), (1, 0.3)]]
+                           + [dict(group="b", pos_encoding="rope", seed=0, gap=float("nan"))])
+    text = figures.describe_gaps(summary, ["a", "b"])
+    assert "**a** (rope, 2 seed(s)): gap 0.20 ± 0.10" in text and "**b**" not in text
