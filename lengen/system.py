@@ -104,11 +104,13 @@ class PerLengthEval(L.Callback):
         if not trainer.is_global_zero:  # under DDP every rank evaluates the same sets; one reports
             return
         self.flush()
-        main = [r for r in rows if r["role"] == "main"]
-        ood = [r["exact_match"] for r in main if not r["in_distribution"]]
-        ind = [r["exact_match"] for r in main if r["in_distribution"]]
-        print(f"[eval] {self.meta['run_id']} step {step}: main in-dist {sum(ind) / max(len(ind), 1):.3f}, "
-              f"beyond {sum(ood) / max(len(ood), 1):.3f}", flush=True)
+        group = self.meta["group"]
+        by_range: dict[str, list[float]] = {}
+        for r in rows:
+            if r["role"] == "main":
+                by_range.setdefault(group.length_range(r["length"]), []).append(r["exact_match"])
+        means = ", ".join(f"{name} {sum(v) / len(v):.3f}" for name, v in by_range.items())
+        print(f"[eval] {self.meta['run_id']} step {step}: main {means}", flush=True)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         step = trainer.global_step
