@@ -128,6 +128,20 @@ def test_program_matches_the_generator(task, pe):
     assert total >= (68 if (task, pe) == ("unique_copy", "ape") else 1000)
 
 
+def test_unique_copy_ape_program_on_thousands_of_inputs():
+    """The induction program (one disjunct per pair of symbols) is cheap on a small vocabulary, so here it
+    gets thousands of inputs; unique copy's inputs are distinct symbols, so its length is bounded by the
+    vocabulary (the 150-symbol check above reaches the longest sequence, 303 tokens)."""
+    rng = random.Random(7)
+    total = 0
+    for vocab, lengths in ((16, (3, 8, 16)), (40, (20, 40))):
+        for length in lengths:
+            for _ in range(4):
+                assert P.count_mismatches("unique_copy", "ape", length, rng, 100, vocab) == 0, (vocab, length)
+                total += 100
+    assert total >= 2000
+
+
 def test_a_wrong_program_is_caught():
     """The check can fail: majority with the comparison reversed."""
     ones, zeros = count(tok("1")), count(tok("0"))
