@@ -5,6 +5,8 @@ can be redrawn from the files DVC tracks.
 """
 from __future__ import annotations
 
+import json
+
 import matplotlib
 
 matplotlib.use("Agg")  # headless under papermill; Jupyter still shows figures returned to a cell
@@ -39,6 +41,12 @@ def transfer_curves(records: pd.DataFrame, cfg: Config, group: str, pos_encoding
         base = fin[(fin.group == g.baseline) & (fin.pos_encoding == pos_encoding) & (fin.task == g.main_task)]
         parts.append(base.assign(curve=f"{g.main_task} (main, alone)"))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def transfer_panels(cfg: Config) -> list[tuple[str, str]]:
+    """(group, position encoding) of every experiment and ablation run with auxiliaries, once each."""
+    return list(dict.fromkeys((r.group_name, r.pos_encoding) for r in cfg.runs() + cfg.ablation_runs()
+                              if r.group.aux))
 
 
 def plot_transfer(records: pd.DataFrame, cfg: Config, group: str, pos_encoding: str, ax=None):
@@ -94,6 +102,14 @@ def transfer_table(summary: pd.DataFrame, cfg: Config) -> pd.DataFrame:
             gap_mean=df.gap.mean(), gap_sd=df.gap.std(ddof=0),
         ))
     return pd.DataFrame(out)
+
+
+def write_summary(table: pd.DataFrame, cfg: Config) -> str:
+    """The per-group transfer table as ``reports/summary.json`` (the figures stage's DVC metric)."""
+    p = paths.REPORTS_DIR / "summary.json"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps({"profile": cfg.profile, "groups": table.to_dict("records")}, indent=2, default=float) + "\n")
+    return str(p.relative_to(paths.PROJ_ROOT))
 
 
 def save(fig, name: str) -> str:
@@ -204,6 +220,14 @@ def paper_grid(cfg: Config) -> pd.DataFrame:
     return pd.DataFrame({m: {a: PAPER_GRID_GAP.get(m, {}).get(a, np.nan) for a in g.aux_lengths}
                          for m in g.main_lengths}).T.sort_index(ascending=False).rename_axis(
         index="main length", columns="aux length")
+
+
+def grid_report(summary: pd.DataFrame, cfg: Config):
+    """The grid figure (measured beside the paper) and its markdown; (None, a note) without a grid."""
+    if cfg.grid is None:
+        return None, "_No grid in this profile._"
+    ours, paper = grid_gaps(summary, cfg), paper_grid(cfg)
+    return plot_grid(ours, paper), describe_grid(ours, paper)
 
 
 def plot_grid(ours: pd.DataFrame, paper: pd.DataFrame):

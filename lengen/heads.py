@@ -69,6 +69,7 @@ from torch import Tensor
 from lengen import paths
 from lengen.config import Config, DataConfig, GroupConfig, _build
 from lengen.data import IGNORE, EvalExample, collate, format_example, make_eval_set
+from lengen.evaluate import model_device
 from lengen.tasks import Example, get_task
 
 HEADS_DIR = paths.REPORTS_DIR / "heads"
@@ -179,11 +180,6 @@ class HookedModel(Protocol):
     def run_with_cache(self, idx: Tensor) -> tuple[Tensor, dict[str, Tensor]]: ...
 
     def replace_heads(self, replacements: dict[tuple[int, int], Tensor]) -> AbstractContextManager[None]: ...
-
-
-def _device(model: HookedModel) -> torch.device:
-    params = getattr(model, "parameters", None)
-    return next(params()).device if params is not None else torch.device("cpu")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -297,7 +293,7 @@ def probe_task(model: HookedModel, batch: TaskBatch) -> TaskProbe:
     Runs in the model's own precision (fp32 here; training evaluates under bf16 autocast, so the clean
     exact match can differ from the records by a few examples).
     """
-    dev = _device(model)
+    dev = model_device(model)
     x, y = batch.input_ids.to(dev), batch.labels.to(dev)
     n_layer, n_head = model.cfg.n_layer, model.cfg.n_head
     logits, cache = model.run_with_cache(x)
@@ -801,6 +797,12 @@ def plot_metric_vs_gap(points: pd.DataFrame, table: pd.DataFrame,
         axes[i, 0].legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def ablation_map_figures(rec: HeadRecords) -> dict:
+    """Ablation-map figures of one run per analysed group, for both drops, keyed by file name."""
+    return {f"maps_{run_id}_{value}": plot_ablation_maps(rec, run_id, value)
+            for run_id in rec.checkpoints.drop_duplicates("group").run_id for value in ("ll_drop", "em_drop")}
 
 
 def save_figure(fig, name: str, out_dir: Path | None = None) -> str:

@@ -154,3 +154,12 @@ def preview(task: Task, length: int, seed: int = 0) -> str:
         return " ".join(task.sequence(item))
     sets = task.legal_next(item)
     return f"{BOS} {' '.join(item)}   legal next: " + " ".join("{" + ",".join(sorted(s)) + "}" for s in sets)
+
+
+def preview_table(tasks: list[str], vocab_size: int) -> list[dict]:
+    """One example per task at its shortest feasible length in 6..12 (the notebook's format table)."""
+    rows = []
+    for name in tasks:
+        task = get_task(name, vocab_size)
+        rows.append({"task": name, "example": preview(task, task.lengths(6, 12)[0])})
+    return rows

@@ -130,6 +130,14 @@ def predicted_vs_observed(records: pd.DataFrame, threshold: float = 0.8) -> pd.D
     return pd.DataFrame(rows)
 
 
+def display_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """The table's reading columns: prediction, fit, accuracy per bin, verdict, the paper's numbers."""
+    bins = [c for c in table.columns if c.startswith("acc ")]
+    paper = [c for c in table.columns if c.startswith("paper ")]
+    return table[["task", "pos_encoding", "predicted", "paper_label", "config", "fitted", *bins, "observed",
+                  "agree", *paper]]
+
+
 def plot_predicted_vs_observed(table: pd.DataFrame):
     """Heat maps of our accuracy per bin (APE | NoPE), tasks as rows labelled with the prediction
     (✓ program found, ✗ none); a red frame marks a disagreement between prediction and observation."""

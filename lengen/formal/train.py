@@ -286,3 +286,8 @@ def seed_summary(records: pd.DataFrame) -> pd.DataFrame:
     out["_order"] = out.task.map(order)
     return out.sort_values(["_order", "pos_encoding", "lo"], kind="stable").drop(columns="_order") \
         .reset_index(drop=True)
+
+
+def load_timing(out_dir: Path | None = None) -> dict:
+    """The stage's timing summary written by :func:`run_study`."""
+    return json.loads((Path(out_dir or FORMAL_DIR) / "timing.json").read_text())
