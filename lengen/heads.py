@@ -475,6 +475,14 @@ class HeadRecords:
     coverage: pd.DataFrame  # category, group, status, runs
 
 
+def heads_runs(cfg: Config, group: str) -> list:
+    """The trained runs of a group that the head analysis reads: the experiment's and the ablation stage's
+    (a profile may train a control or a group at fewer seeds there), with the experiment's position
+    encodings only, so that an ablation's NoPE runs are not pooled with RoPE runs."""
+    pes = set(cfg.experiment.pos_encodings)
+    return [r for r in cfg.runs() + cfg.ablation_runs() if r.group_name == group and r.pos_encoding in pes]
+
+
 def coverage(cfg: Config, hc: HeadsConfig) -> pd.DataFrame:
     """Which configured groups are analysed, and why the others are not."""
     rows = []
@@ -482,13 +490,12 @@ def coverage(cfg: Config, hc: HeadsConfig) -> pd.DataFrame:
         for g in names:
             if g not in cfg.groups:
                 status = "not run (group not defined in this profile)"
-            elif g not in cfg.experiment.groups:
-                status = "not run (not in experiment.groups)"
+            elif not heads_runs(cfg, g):
+                status = "not run (in neither experiment.groups nor ablation.groups)"
             else:
                 status = "analysed"
-            n = len(cfg.experiment.pos_encodings) * len(cfg.experiment.seeds) if status == "analysed" else 0
-            rows.append(dict(category=cat, group=g, status=status, runs=n))
-    for g in cfg.experiment.groups:
+            rows.append(dict(category=cat, group=g, status=status, runs=len(heads_runs(cfg, g))))
+    for g in dict.fromkeys(r.group_name for r in cfg.runs() + cfg.ablation_runs()):
         if cfg.groups[g].aux and hc.category(g) is None:
             rows.append(dict(category="—", group=g, status="not analysed (in no heads.groups category)", runs=0))
     return pd.DataFrame(rows, columns=["category", "group", "status", "runs"])
@@ -508,7 +515,7 @@ def analyse(cfg: Config, hc: HeadsConfig, runs_dir: Path | None = None, records_
     for g in cov[cov.status == "analysed"].group:
         group, category = cfg.groups[g], hc.category(g)
         inputs = probe_inputs(group, hc, cfg.data)
-        for run in [r for r in cfg.runs() if r.group_name == g]:
+        for run in heads_runs(cfg, g):
             records = load_records([run.run_id], records_dir)
             ckpts = checkpoint_paths(runs_dir / run.run_id, hc.max_checkpoints)
             if not ckpts:
