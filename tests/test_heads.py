@@ -380,3 +380,15 @@ def test_analysis_end_to_end_on_fake_runs(smoke_cfg, tmp_path):
     assert len(list((out / "figures").glob("*.png"))) == 2
     text = heads.describe(corr, t["random_heads"], rec, t["points"])
     assert "arithmetic" in text and "not run" in text
+
+
+def test_cpu_profile_analyses_the_control_trained_in_the_ablation_stage():
+    cfg = load_config(paths.PROFILES_DIR / "cpu.yaml")
+    cov = heads.coverage(cfg, heads.heads_config(cfg)).set_index("group")
+    # arith_control is trained by the `ablation` stage at one seed in `cpu`; it must still be analysed
+    assert cov.loc["arith_control", "status"] == "analysed"
+    assert cov.loc["arith_control", "runs"] == len(cfg.ablation.seeds)
+    assert cov.loc["arith_carry", "runs"] == len(cfg.experiment.seeds)
+    # an ablation's other position encodings are never pooled with the experiment's
+    paper = load_config(paths.PROFILES_DIR / "paper.yaml")
+    assert {r.pos_encoding for r in heads.heads_runs(paper, "arith_carry")} == set(paper.experiment.pos_encodings)
