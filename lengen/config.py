@@ -138,6 +138,9 @@ class GroupConfig:
     aux: dict[str, int]  # {task: max training length}; empty for a baseline
     eval_max: int  # evaluate every task of the group at lengths up to this
     baseline: str | None = None  # the group (main task alone) this one is compared with
+    # Overrides of the shared ``model`` section for this group's runs, e.g. ``{init: gpt2}``; keys and
+    # types are those of ``model`` (checked by :meth:`Config.model_for`). Give a baseline the same ones.
+    model: dict[str, typing.Any] = field(default_factory=dict)
 
     def __post_init__(self):
         from lengen.tasks import get_task
@@ -242,7 +245,7 @@ class GridConfig:
         if not template.aux:
             _fail("grid.group", "the template group needs auxiliaries")
         return GroupConfig(main={template.main_task: main}, aux={t: aux for t in template.aux},
-                           eval_max=self.eval_max)
+                           eval_max=self.eval_max, model=template.model)
 
 
 @dataclass(frozen=True)
@@ -293,26 +296,32 @@ class Config:
             for g in (e.groups if e else []):
                 if g not in self.groups:
                     _fail(f"{section}.groups", f"unknown group {g!r}; defined groups: {sorted(self.groups)}")
+        for g in self.groups:
+            self.model_for(g)  # every group's model overrides are valid
         twice = sorted({r.run_id for r in self.runs()} & {r.run_id for r in self.ablation_runs()})
         if twice:
             _fail("ablation", f"run(s) {twice} are already in the experiment (each run is trained once)")
-            base = self.groups[g].baseline
+        for g, group in self.groups.items():
+            base = group.baseline
             if base is not None and base not in self.groups:
                 _fail(f"groups.{g}.baseline", f"unknown group {base!r}; defined groups: {sorted(self.groups)}")
+            if base is not None and self.groups[base].model != group.model:
+                _fail(f"groups.{g}.model", f"{group.model} differs from its baseline {base!r}'s "
+                      f"{self.groups[base].model} (a baseline is the same run without auxiliaries)")
         if self.grid is not None and self.grid.group not in self.groups:
             _fail("grid.group", f"unknown group {self.grid.group!r}; defined groups: {sorted(self.groups)}")
         # Every evaluation sequence must fit the position range: <bos> <marker> prompt target <eos>.
         grid_cells = [self.grid.name(m, a) for m, a in self.grid.cells()] if self.grid else []
         ablation_groups = self.ablation.groups if self.ablation else []
         for g in [*self.experiment.groups, *ablation_groups, *grid_cells]:
-            group = self.group(g)
+            group, max_seq_len = self.group(g), self.model_for(g).max_seq_len
             for task in group.tasks:
                 longest = max(group.eval_lengths(task, self.data.eval_step))
                 need = get_task(task).max_tokens(longest) + 3
-                if need > self.model.max_seq_len:
+                if need > max_seq_len:
                     _fail(
                         "model.max_seq_len",
-                        f"{self.model.max_seq_len} is too short for group {g!r}: task {task!r} at length "
+                        f"{max_seq_len} is too short for group {g!r}: task {task!r} at length "
                         f"{longest} needs up to {need} positions (raise max_seq_len or lower eval_max)",
                     )
 
@@ -325,6 +334,13 @@ class Config:
             return self.grid.cell_group(self.groups[self.grid.group], int(m[1]), int(m[2]))
         _fail("run.group", f"unknown group {name!r}; defined groups: {sorted(self.groups)}"
               + (" (grid cells: grid_m<main>_a<aux>)" if self.grid else ""))
+
+    def model_for(self, group: str) -> ModelParams:
+        """The model of a group's runs: the shared ``model`` section with the group's overrides."""
+        overrides = self.group(group).model
+        if not overrides:
+            return self.model
+        return _build(ModelParams, {**dataclasses.asdict(self.model), **overrides}, f"groups.{group}.model")
 
     def grid_runs(self) -> list[RunConfig]:
         """The length-ratio grid's runs (none without a ``grid`` section)."""
@@ -339,7 +355,7 @@ class Config:
             _fail("run.pos_encoding", f"{pos_encoding!r} is not one of {POS_ENCODINGS}")
         return RunConfig(
             run_id=run_id(group, pos_encoding, seed), group_name=group, group=group_cfg,
-            pos_encoding=pos_encoding, seed=int(seed), model=self.model, train=self.train, data=self.data,
+            pos_encoding=pos_encoding, seed=int(seed), model=self.model_for(group), train=self.train, data=self.data,
         )
 
     def runs(self) -> list[RunConfig]:
@@ -418,6 +434,8 @@ def _build(tp, value, key: str):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             _fail(key, f"must be a number, got {value!r}")
         return float(value)
+    if tp is typing.Any:  # checked by whoever reads it (e.g. Config.model_for)
+        return value
     if tp in (int, str, bool):
         if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
             _fail(key, f"must be {_type_name(tp)}, got {value!r} ({type(value).__name__})")

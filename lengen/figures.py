@@ -160,6 +160,19 @@ def describe_transfer(table: pd.DataFrame) -> str:
     return "\n".join(lines) if lines else "_No group with auxiliaries was run._"
 
 
+def describe_ranges(ranges: pd.DataFrame) -> str:
+    """Markdown, one line per run with a transfer range: the main task's transfer-range accuracy at
+    its worst and best checkpoint and at the last one (how unstable it is across checkpoints)."""
+    lines = []
+    tr = ranges[ranges.range == "transfer"].sort_values("step")
+    for (group, seed), df in tr.groupby(["group", "seed"]):
+        best = df.loc[df.exact_match.idxmax()]
+        lines.append(f"- **{group}** seed {seed}: transfer range {df.exact_match.min():.2f}–{best.exact_match:.2f} "
+                     f"over {len(df)} checkpoints (best at step {int(best.step)}), {df.exact_match.iloc[-1]:.2f} "
+                     f"at the last (step {int(df.step.iloc[-1])}).")
+    return "\n".join(lines) if lines else "_No run evaluated a transfer range._"
+
+
 def plot_ranges(ranges: pd.DataFrame):
     """Main-task accuracy per length range across checkpoints, one panel per group, seeds as lines."""
     grid = sns.relplot(data=ranges, x="step", y="exact_match", hue="range", style="seed", col="group",

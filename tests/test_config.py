@@ -5,6 +5,7 @@ import yaml
 
 from lengen import paths
 from lengen.config import Config, load_config, parse_config, use_profile
+from lengen.train import fingerprint
 
 
 def raw(profile="cpu"):
@@ -52,6 +53,13 @@ def mutate(fn, profile="smoke"):
     (lambda r: r["experiment"].update(pos_encodings=["alibi"]), r"'alibi' is not one of"),
     (lambda r: r["model"].update(max_seq_len=20), r"model.max_seq_len: 20 is too short for group"),
     (lambda r: r["data"].update(holdout_modulus=1), r"holdout_modulus: must be >= 2"),
+    (lambda r: r["groups"]["arith_carry"].update(baseline="nope"), r"groups.arith_carry.baseline: unknown group 'nope'"),
+    (lambda r: r["groups"]["add_alone"].update(model={"inti": "gpt2"}),
+     r"groups.add_alone.model: unknown key\(s\) \['inti'\]"),
+    (lambda r: r["groups"]["add_alone"].update(model={"d_model": "wide"}), r"groups.add_alone.model.d_model: must be int"),
+    (lambda r: [r["groups"][g].update(model={"max_seq_len": 20}) for g in ("arith_carry", "add_alone")],
+     r"model.max_seq_len: 20 is too short for group 'arith_carry'"),
+    (lambda r: r["groups"]["arith_carry"].update(model={"init": "gpt2"}), r"groups.arith_carry.model: .* differs from its baseline 'add_alone'"),
 ])
 def test_bad_params_fail_naming_the_key(change, match):
     with pytest.raises(ValueError, match=match):
@@ -134,3 +142,17 @@ def test_all_runs_cover_experiment_ablation_and_grid():
     ids = [r.run_id for r in cfg.all_runs()]
     assert ids == [r.run_id for r in cfg.runs() + cfg.ablation_runs() + cfg.grid_runs()]
     assert "arith_carry-nope-s0" in ids and len(set(ids)) == len(ids)
+
+
+def test_group_model_overrides_reach_only_that_groups_runs():
+    r = raw("smoke")
+    for g in ("arith_carry", "add_alone"):
+        r["groups"][g]["model"] = {"init": "gpt2", "d_model": 64}
+    cfg = parse_config(r)
+    run = cfg.run("arith_carry", "rope", 0)
+    assert run.model.init == "gpt2" and run.model.d_model == 64
+    assert run.model_config().init == "gpt2" and run.model_config().d_model == 64
+    assert run.model.n_layer == cfg.model.n_layer  # the rest comes from the shared section
+    assert cfg.model.init == raw("smoke")["model"].get("init", "fan_in")  # the shared section is untouched
+    plain = parse_config(raw("smoke")).run("arith_carry", "rope", 0)
+    assert plain.model == cfg.model and fingerprint(plain) != fingerprint(run)

@@ -35,3 +35,13 @@ def test_describe_gaps_reports_mean_and_sd_per_group_and_encoding():
                            + [dict(group="b", pos_encoding="rope", seed=0, gap=float("nan"))])
     text = figures.describe_gaps(summary, ["a", "b"])
     assert "**a** (rope, 2 seed(s)): gap 0.20 ± 0.10" in text and "**b**" not in text
+
+
+def test_describe_ranges_names_worst_best_and_last_checkpoint():
+    ranges = pd.DataFrame([dict(group="g", seed=0, step=st, range="transfer", exact_match=v)
+                           for st, v in [(500, 0.1), (1000, 0.7), (1500, 0.3)]]
+                          + [dict(group="g", seed=0, step=1000, range="in-distribution", exact_match=1.0)])
+    text = figures.describe_ranges(ranges)
+    assert text == ("- **g** seed 0: transfer range 0.10–0.70 over 3 checkpoints (best at step 1000), "
+                    "0.30 at the last (step 1500).")
+    assert "No run" in figures.describe_ranges(ranges[ranges.range != "transfer"])

@@ -163,3 +163,16 @@ def test_run_ids_are_file_safe_and_distinct():
                                                       "{0,1,2}*02*", "D-2"]}
     assert len(ids) == 6 and all(set(i) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
                                  for i in ids)
+
+
+def test_worker_processes_give_the_same_records_as_one_process(tmp_path):
+    fc1 = tiny(seeds=1)
+    fc2 = tiny(seeds=1, train={**TINY["train"], "workers": 2})
+    assert train.fingerprint(fc1, "(aa)*", "ape", fc1.grid.archs()[0], 0) == \
+        train.fingerprint(fc2, "(aa)*", "ape", fc2.grid.archs()[0], 0)  # how many at once changes no result
+    cols = ["task", "pos_encoding", "config", "seed", "stage", "selected", "bin", "steps", "accuracy"]
+    serial = train.run_study(fc1, out_dir=tmp_path / "serial", log=lambda s: None)[cols]
+    lines = []
+    parallel = train.run_study(fc2, out_dir=tmp_path / "parallel", log=lines.append)[cols]
+    pd.testing.assert_frame_equal(serial, parallel)
+    assert len(lines) == 8 and json.loads((tmp_path / "parallel" / "timing.json").read_text())["workers"] == 2

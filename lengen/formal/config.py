@@ -78,10 +78,11 @@ class FormalTrain:
     mlp_ratio: int = 4               # d_mlp = mlp_ratio * d_model (GPT-2's 4)
     reg_coef: float = 0.0            # positional-attention regularizer (APE only); the paper tries 1e-4, 1e-3
     precision: str = "32-true"
-    threads: int = 2
+    threads: int = 2                 # torch threads per run
+    workers: int = 1                 # runs trained side by side, each in its own process (threads each)
 
     def __post_init__(self):
-        for k in ("steps", "batch_size", "eval_every", "mlp_ratio", "threads"):
+        for k in ("steps", "batch_size", "eval_every", "mlp_ratio", "threads", "workers"):
             if getattr(self, k) < 1:
                 _fail(f"formal.train.{k}", f"must be >= 1, got {getattr(self, k)}")
         for k in ("warmup_frac", "decay_frac"):

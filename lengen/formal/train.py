@@ -24,7 +24,9 @@ import dataclasses
 import hashlib
 import json
 import math
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Callable
 
@@ -161,8 +163,9 @@ def run_id(task: str, pe: str, arch: Arch, seed: int) -> str:
 
 def fingerprint(fc: FormalConfig, task: str, pe: str, arch: Arch, seed: int) -> str:
     """Hash of everything that determines the run's result (not the task list, grid or seed count)."""
+    train = {k: v for k, v in dataclasses.asdict(fc.train).items() if k != "workers"}  # how many at once: no
     blob = json.dumps({"task": task, "pe": pe, "arch": dataclasses.asdict(arch), "seed": seed,
-                       "train": dataclasses.asdict(fc.train), "bins": fc.bins, "n_eval": fc.n_eval,
+                       "train": train, "bins": fc.bins, "n_eval": fc.n_eval,
                        "n_eval_during": fc.n_eval_during, "data_seed": fc.data_seed,
                        "vocab_size": fc.vocab_size if task in ("unique_copy", "sort") else None},
                       sort_keys=True)
@@ -210,19 +213,50 @@ def train_one(fc: FormalConfig, task_name: str, pe: str, arch: Arch, seed: int, 
 # The protocol
 
 
-def _load_or_train(fc: FormalConfig, task: str, pe: str, arch: Arch, seed: int, runs_dir: Path,
-                   log: Callable[[str], None]) -> dict:
-    path = runs_dir / f"{run_id(task, pe, arch, seed)}.json"
-    fp = fingerprint(fc, task, pe, arch, seed)
+Job = tuple  # (task, pos_encoding, Arch, seed): one run
+
+
+def _cached(fc: FormalConfig, job: Job, runs_dir: Path) -> dict | None:
+    """The run's stored result if it was made under the same parameters (fingerprint), else None."""
+    path = runs_dir / f"{run_id(*job)}.json"
     if path.exists():
         done = json.loads(path.read_text())
-        if done.get("fingerprint") == fp:
+        if done.get("fingerprint") == fingerprint(fc, *job):
             return done
-    result = train_one(fc, task, pe, arch, seed, log_dir=runs_dir / "logs" / path.stem)  # inside the stage's own out
+    return None
+
+
+def _train_job(fc: FormalConfig, job: Job, runs_dir: Path) -> dict:
+    """Train one run and store its result; also the entry point of a worker process."""
+    torch.set_num_threads(fc.train.threads)
+    path = runs_dir / f"{run_id(*job)}.json"
+    result = train_one(fc, *job, log_dir=runs_dir / "logs" / path.stem)  # inside the stage's own out
     path.write_text(json.dumps(result, indent=1) + "\n")
-    accs = " ".join(f"{b['bin']}:{b['accuracy']:.3f}" for b in result["bins"])
-    log(f"[formal] {task} {pe} {arch.id} s{seed}: {accs} ({result['steps']} steps, {result['wall_s']:.0f}s)")
     return result
+
+
+def _run_jobs(fc: FormalConfig, jobs: list[Job], runs_dir: Path, log: Callable[[str], None]) -> list[dict]:
+    """Every job's result in job order: stored ones read back, the rest trained ``fc.train.workers`` at
+    a time (worker processes are spawned, not forked: a forked OpenMP pool can hang)."""
+    results = {job: _cached(fc, job, runs_dir) for job in jobs}
+    todo = [job for job in jobs if results[job] is None]
+
+    def finished(job: Job, result: dict) -> None:
+        results[job] = result
+        accs = " ".join(f"{b['bin']}:{b['accuracy']:.3f}" for b in result["bins"])
+        task, pe, arch, seed = job
+        log(f"[formal] {task} {pe} {arch.id} s{seed}: {accs} ({result['steps']} steps, {result['wall_s']:.0f}s)")
+
+    workers = min(fc.train.workers, len(todo))
+    if workers > 1:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_train_job, fc, job, runs_dir): job for job in todo}
+            for future in as_completed(futures):
+                finished(futures[future], future.result())
+    else:
+        for job in todo:
+            finished(job, _train_job(fc, job, runs_dir))
+    return [results[job] for job in jobs]
 
 
 def select(grid_results: list[dict]) -> tuple[dict, bool]:
@@ -251,27 +285,30 @@ def run_study(fc: FormalConfig, out_dir: Path | None = None, log: Callable[[str]
     out_dir = Path(out_dir or FORMAL_DIR)
     runs_dir = out_dir / RUNS_SUBDIR
     runs_dir.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(fc.train.threads)
     t0 = time.time()
-    rows = []
     archs = fc.grid.archs()
-    for task in fc.tasks:
-        for pe in fc.pos_encodings:
-            grid = [_load_or_train(fc, task, pe, a, 0, runs_dir, log) for a in archs]
-            chosen, fitted = select(grid)
-            for r in grid:
-                rows += records_of(r, "grid", r is chosen, fitted)
-            arch = Arch(**chosen["arch"])
-            for seed in range(1, fc.seeds):
-                r = _load_or_train(fc, task, pe, arch, seed, runs_dir, log)
-                rows += records_of(r, "seeds", True, fitted)
+    pairs = [(task, pe) for task in fc.tasks for pe in fc.pos_encodings]
+    grid = iter(_run_jobs(fc, [(task, pe, a, 0) for task, pe in pairs for a in archs], runs_dir, log))
+    selected = {}  # (task, pe) -> (grid results, chosen, fitted)
+    for pair in pairs:
+        results = [next(grid) for _ in archs]
+        selected[pair] = (results, *select(results))
+    seed_jobs = [(*pair, Arch(**chosen["arch"]), seed) for pair, (_, chosen, _) in selected.items()
+                 for seed in range(1, fc.seeds)]
+    seeds = iter(_run_jobs(fc, seed_jobs, runs_dir, log))
+    rows = []
+    for results, chosen, fitted in selected.values():
+        for r in results:
+            rows += records_of(r, "grid", r is chosen, fitted)
+        for _ in range(1, fc.seeds):
+            rows += records_of(next(seeds), "seeds", True, fitted)
     records = pd.DataFrame(rows)
     records.to_csv(out_dir / "records.csv", index=False)
     n_runs = records.groupby(["task", "pos_encoding", "config", "seed"]).ngroups
     (out_dir / "timing.json").write_text(json.dumps({
         "runs": n_runs, "stage_wall_s_this_call": round(time.time() - t0, 1),
         "sum_run_wall_s": round(float(records.drop_duplicates(["task", "pos_encoding", "config", "seed"]).wall_s.sum()), 1),
-        "threads": fc.train.threads}, indent=2) + "\n")
+        "threads": fc.train.threads, "workers": fc.train.workers}, indent=2) + "\n")
     return records
 
 
