@@ -33,9 +33,13 @@ def collect(root: Path = ROOT) -> list[dict]:
                "note": ""}
         if nb.name == "06_formal.ipynb" and (root / "reports/formal/timing.json").exists():
             t = json.loads((root / "reports/formal/timing.json").read_text())
-            if t.get("sum_run_wall_s", 0) > secs:
-                row["full_s"] = round(float(t["sum_run_wall_s"]) + secs, 1)
-                row["note"] = f"resumed: {t['runs']} finished runs read back; full cost = their recorded wall time"
+            if "read_back_run_wall_s" in t:  # runs finished by an earlier call: add their time / workers
+                read_back = t["read_back_run_wall_s"] / t.get("workers", 1)
+            else:  # older timing files: resumed when the runs' own time exceeds the stage's
+                read_back = t["sum_run_wall_s"] if t.get("sum_run_wall_s", 0) > secs else 0.0
+            if read_back:
+                row["full_s"] = round(read_back + secs, 1)
+                row["note"] = "resumed: runs read back; full cost adds their recorded wall time / workers"
         rows.append(row)
     return sorted(rows, key=lambda r: r["start"])
 

@@ -30,7 +30,7 @@ import yaml
 from lengen import paths
 from lengen.model import POS_ENCODINGS
 
-PRECISIONS = ("bf16-mixed", "32-true", "16-mixed")
+PRECISIONS = ("auto", "bf16-mixed", "32-true", "16-mixed")  # auto: lengen.evaluate.resolve_precision
 
 
 def _fail(key: str, msg: str) -> None:
@@ -96,7 +96,7 @@ class TrainConfig:
     decay_frac: float  # fraction of steps of cosine decay at the end (constant in between)
     min_lr_frac: float  # lr at the end of the decay, as a fraction of lr
     grad_clip: float
-    precision: str  # Lightning precision: bf16-mixed (CPU autocast) | 32-true | 16-mixed
+    precision: str  # Lightning precision: auto (bf16-mixed where bf16 is native, else 32-true) | bf16-mixed | 32-true | 16-mixed
     threads: int  # torch intra-op threads on CPU (never run two 2-thread trainings at once)
     eval_every: int  # steps between per-length evaluations (each keeps a checkpoint)
     ape_random_offset: bool  # APE only: random position offset per example in training

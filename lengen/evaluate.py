@@ -13,6 +13,7 @@ Records are tidy rows (one per run × task × length × step), written to CSV/JS
 from __future__ import annotations
 
 import contextlib
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Callable, Iterable
@@ -28,8 +29,36 @@ RECORD_FIELDS = ("run_id", "group", "task", "role", "length", "in_distribution",
                  "token_accuracy", "step", "seed", "pos_encoding")
 
 
+def native_bf16(device: torch.device | str = "cpu") -> bool:
+    """Whether bf16 matrix products run natively on ``device``. On a CPU without it (AVX2 only, e.g.
+    AMD Zen 2) PyTorch emulates them: a bf16 matmul was ~50x slower than fp32 there (README, Speed)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        flags = open("/proc/cpuinfo").read()
+        return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
+    except OSError:  # not Linux: ask oneDNN
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def resolve_precision(precision: str, device: torch.device | str = "cpu") -> str:
+    """``auto`` -> ``bf16-mixed`` where bf16 is native on ``device``, else ``32-true``; others unchanged."""
+    if precision != "auto":
+        return precision
+    return "bf16-mixed" if native_bf16(device) else "32-true"
+
+
+def default_device() -> torch.device:
+    """The device Lightning's ``accelerator="auto"`` picks for one process."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def autocast_context(precision: str, device: torch.device | str = "cpu"):
     """The autocast used in training, so evaluation scores the model as it trains."""
+    precision = resolve_precision(precision, device)
     device_type = torch.device(device).type
     if precision.startswith("bf16"):
         return torch.autocast(device_type, dtype=torch.bfloat16)

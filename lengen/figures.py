@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import json
 
-import matplotlib
+# No backend is forced: in a kernel (Jupyter, papermill) the inline backend shows every figure a cell
+# makes, so the executed reports carry them; without a display matplotlib falls back to Agg by itself.
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
 
-matplotlib.use("Agg")  # headless under papermill; Jupyter still shows figures returned to a cell
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from lengen import paths  # noqa: E402
-from lengen.config import Config  # noqa: E402
+from lengen import paths
+from lengen.config import Config
 
 sns.set_theme(style="whitegrid", context="notebook")
 

@@ -749,9 +749,6 @@ def format_rho(rho: float, lo: float, hi: float, n: int) -> str:
 def plot_ablation_maps(rec: HeadRecords, run_id: str, value: str = "ll_drop", n_steps: int = 3):
     """Mean-ablation maps (layers x heads, averaged over the analysed lengths) of every task of one run
     at up to ``n_steps`` checkpoints (first, middle, last): rows = tasks, columns = checkpoints."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -778,9 +775,6 @@ def plot_metric_vs_gap(points: pd.DataFrame, table: pd.DataFrame,
                        metrics: tuple[str, ...] = ("attn_diff", "em_mad", "ll_mad")):
     """Scatter of each metric against the gap, one row per (category, position encoding), with a fitted
     least-squares line and ρ [95% CI] in the title."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     cells = list(points.groupby(["category", "pos_encoding"]))

@@ -29,7 +29,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lengen import paths
 from lengen.config import RunConfig
 from lengen.data import EvalExample, LengenDataModule, make_eval_sets, read_eval_sets
-from lengen.evaluate import RECORD_FIELDS, group_gap
+from lengen.evaluate import RECORD_FIELDS, default_device, group_gap, resolve_precision
 from lengen.system import LengenSystem, PerLengthEval, system_from_run
 
 
@@ -114,7 +114,7 @@ def train_run(run: RunConfig, eval_dir: Path | None = None, run_dir: Path | None
     dm = LengenDataModule(run.group, tr.batch_size, d.seed, d.holdout_modulus, offsets, tr.num_workers)
     trainer = L.Trainer(
         max_steps=tr.steps, accelerator="auto", devices=tr.devices, strategy="ddp" if tr.devices > 1 else "auto",
-        precision=tr.precision,
+        precision=resolve_precision(tr.precision, default_device()),
         gradient_clip_val=tr.grad_clip or None, logger=CSVLogger(run_dir, name="logs", version=""),
         callbacks=[evaluator, LearningRateMonitor(logging_interval="step"), *(callbacks or [])],
         enable_checkpointing=False, enable_progress_bar=progress,
@@ -140,10 +140,19 @@ def train_run(run: RunConfig, eval_dir: Path | None = None, run_dir: Path | None
     info = {
         "run": dataclasses.asdict(run), "fingerprint": fp, "wall_s_this_session": round(time.time() - t0, 1),
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "lightning": L.__version__},
-        "machine": platform.platform(), "threads": tr.threads,
+        "machine": platform.platform(), "processor": _cpu_model(), "threads": tr.threads,
+        "precision": resolve_precision(tr.precision, default_device()),  # what "auto" became here
     }
     (run_dir / "run.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
     return RunResult(run, records, metrics, run_dir, time.time() - t0)
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (run times and bf16 speed depend on it)."""
+    try:
+        return next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor()
 
 
 def load_records(run_ids: list[str], records_dir: Path | None = None) -> pd.DataFrame:

@@ -72,3 +72,26 @@ def test_group_gap_uses_mean_of_auxiliaries():
     records = rec("reverse_add", [1, 1, 1, 1]) + rec("no_carry", [1, 1, 1, 1]) + rec("carry_only", [1, 1, 0, 0])
     # aux mean: 1, 1, .5, .5 -> |diff| 0, 0, .5, .5 -> trapezoid area .25 + .5 = .75 over span 3
     assert group_gap(records, group) == pytest.approx(0.25)
+
+
+def test_auto_precision_is_bf16_only_where_bf16_is_native(monkeypatch):
+    from lengen import evaluate as ev
+
+    assert ev.resolve_precision("32-true") == "32-true" and ev.resolve_precision("bf16-mixed") == "bf16-mixed"
+    for native, expected in ((True, "bf16-mixed"), (False, "32-true")):
+        monkeypatch.setattr(ev, "native_bf16", lambda device="cpu", n=native: n)
+        assert ev.resolve_precision("auto") == expected
+        ctx = ev.autocast_context("auto")
+        assert isinstance(ctx, torch.autocast) == native  # evaluation scores as training runs
+
+
+def test_native_bf16_reads_the_cpu_flags(monkeypatch, tmp_path):
+    import builtins
+
+    from lengen import evaluate as ev
+
+    real_open = builtins.open
+    for flags, expected in (("fpu avx2 fma", False), ("avx512f avx512_bf16", True), ("amx_bf16 amx_tile", True)):
+        (tmp_path / "cpuinfo").write_text(f"flags\t\t: {flags}\n")
+        monkeypatch.setattr(builtins, "open", lambda p, *a, **k: real_open(tmp_path / "cpuinfo" if p == "/proc/cpuinfo" else p, *a, **k))
+        assert ev.native_bf16("cpu") is expected

@@ -1,4 +1,5 @@
 """End to end: the whole DVC pipeline on the `smoke` profile in a temporary copy of the repo."""
+import json
 import os
 import shutil
 import subprocess
@@ -58,6 +59,12 @@ def test_dvc_repro_smoke_end_to_end(repo):
     assert list((root / "runs").glob("*/checkpoints/step=*.ckpt"))
     # Executed notebooks carry the injected parameters; the sources stay stripped.
     assert "injected-parameters" in (root / "reports/train/arith_carry-rope-s0.ipynb").read_text()
+    # ... and their figures, each once (a report without its pictures is no report)
+    for nb, n_saved in (("05_figures", len(list((root / "reports/figures").glob("*.png")))),
+                        ("03_pretrained", len(list((root / "reports/pretrained/figures").glob("*.png"))))):
+        outputs = [o for c in json.loads((root / f"reports/{nb}.ipynb").read_text())["cells"]
+                   for o in c.get("outputs", [])]
+        assert sum("image/png" in o.get("data", {}) for o in outputs) == n_saved, nb
     # DVC sees the metrics and plots.
     assert "generalization_gap" in sh("dvc metrics show", root, env).stdout
     sh("dvc plots show --json", root, env)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from lengen.config import Config, _build, _fail
+from lengen.config import PRECISIONS, Config, _build, _fail
 from lengen.formal.algorithmic import ALGORITHMIC
 from lengen.formal.languages import LANGUAGES, MAX_LENGTH
 
@@ -90,8 +90,8 @@ class FormalTrain:
                 _fail(f"formal.train.{k}", f"must lie in [0, 1], got {getattr(self, k)}")
         if self.reg_coef < 0:
             _fail("formal.train.reg_coef", f"must be >= 0, got {self.reg_coef}")
-        if self.precision not in ("32-true", "bf16-mixed", "16-mixed"):
-            _fail("formal.train.precision", f"{self.precision!r} is not one of 32-true, bf16-mixed, 16-mixed")
+        if self.precision not in PRECISIONS:
+            _fail("formal.train.precision", f"{self.precision!r} is not one of {PRECISIONS}")
 
 
 @dataclass(frozen=True)

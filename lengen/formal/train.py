@@ -39,7 +39,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from lengen import paths
 from lengen.data import IGNORE
-from lengen.evaluate import autocast_context
+from lengen.evaluate import autocast_context, default_device, resolve_precision
 from lengen.formal.config import Arch, FormalConfig
 from lengen.formal.data import (Task, TrainStream, collate, encode, eval_sets, get_task, max_positions, objective,
                                 seed_of)
@@ -194,7 +194,7 @@ def train_one(fc: FormalConfig, task_name: str, pe: str, arch: Arch, seed: int, 
     stream = TrainStream(task, tok, lo, hi, tr.batch_size, seed_of(fc.data_seed, task_name),
                          max_positions=n_pos if pe == "ape" else None)
     trainer = L.Trainer(
-        max_steps=tr.steps, accelerator="auto", devices=1, precision=tr.precision,
+        max_steps=tr.steps, accelerator="auto", devices=1, precision=resolve_precision(tr.precision, default_device()),
         gradient_clip_val=tr.grad_clip or None, callbacks=[check],
         logger=CSVLogger(log_dir, name="", version="") if log_dir else False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
@@ -235,9 +235,11 @@ def _train_job(fc: FormalConfig, job: Job, runs_dir: Path) -> dict:
     return result
 
 
-def _run_jobs(fc: FormalConfig, jobs: list[Job], runs_dir: Path, log: Callable[[str], None]) -> list[dict]:
-    """Every job's result in job order: stored ones read back, the rest trained ``fc.train.workers`` at
-    a time (worker processes are spawned, not forked: a forked OpenMP pool can hang)."""
+def _run_jobs(fc: FormalConfig, jobs: list[Job], runs_dir: Path, log: Callable[[str], None]
+              ) -> tuple[list[dict], float]:
+    """Every job's result in job order, and the recorded wall time of those read back: stored ones are read
+    back, the rest trained ``fc.train.workers`` at a time (worker processes are spawned, not forked: a
+    forked OpenMP pool can hang)."""
     results = {job: _cached(fc, job, runs_dir) for job in jobs}
     todo = [job for job in jobs if results[job] is None]
 
@@ -256,7 +258,8 @@ def _run_jobs(fc: FormalConfig, jobs: list[Job], runs_dir: Path, log: Callable[[
     else:
         for job in todo:
             finished(job, _train_job(fc, job, runs_dir))
-    return [results[job] for job in jobs]
+    read_back_s = sum(results[job]["wall_s"] for job in jobs if job not in todo)
+    return [results[job] for job in jobs], read_back_s
 
 
 def select(grid_results: list[dict]) -> tuple[dict, bool]:
@@ -288,14 +291,16 @@ def run_study(fc: FormalConfig, out_dir: Path | None = None, log: Callable[[str]
     t0 = time.time()
     archs = fc.grid.archs()
     pairs = [(task, pe) for task in fc.tasks for pe in fc.pos_encodings]
-    grid = iter(_run_jobs(fc, [(task, pe, a, 0) for task, pe in pairs for a in archs], runs_dir, log))
+    grid, read_back_s = _run_jobs(fc, [(task, pe, a, 0) for task, pe in pairs for a in archs], runs_dir, log)
+    grid = iter(grid)
     selected = {}  # (task, pe) -> (grid results, chosen, fitted)
     for pair in pairs:
         results = [next(grid) for _ in archs]
         selected[pair] = (results, *select(results))
     seed_jobs = [(*pair, Arch(**chosen["arch"]), seed) for pair, (_, chosen, _) in selected.items()
                  for seed in range(1, fc.seeds)]
-    seeds = iter(_run_jobs(fc, seed_jobs, runs_dir, log))
+    seeds, read_back_seeds_s = _run_jobs(fc, seed_jobs, runs_dir, log)
+    seeds, read_back_s = iter(seeds), read_back_s + read_back_seeds_s
     rows = []
     for results, chosen, fitted in selected.values():
         for r in results:
@@ -307,6 +312,7 @@ def run_study(fc: FormalConfig, out_dir: Path | None = None, log: Callable[[str]
     n_runs = records.groupby(["task", "pos_encoding", "config", "seed"]).ngroups
     (out_dir / "timing.json").write_text(json.dumps({
         "runs": n_runs, "stage_wall_s_this_call": round(time.time() - t0, 1),
+        "read_back_run_wall_s": round(read_back_s, 1),  # runs finished by an earlier call
         "sum_run_wall_s": round(float(records.drop_duplicates(["task", "pos_encoding", "config", "seed"]).wall_s.sum()), 1),
         "threads": fc.train.threads, "workers": fc.train.workers}, indent=2) + "\n")
     return records
