@@ -213,7 +213,7 @@ def train_one(fc: FormalConfig, task_name: str, pe: str, arch: Arch, seed: int, 
 # The protocol
 
 
-Job = tuple  # (task, pos_encoding, Arch, seed): one run
+Job = tuple[str, str, Arch, int]  # (task, pos_encoding, grid point, seed): one run
 
 
 def _cached(fc: FormalConfig, job: Job, runs_dir: Path) -> dict | None:
