@@ -1,5 +1,6 @@
 """Training system: schedule, a short real run, kill/resume equality, determinism."""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -92,6 +93,9 @@ def test_training_learns(tmp_path, smoke_cfg):
     run = dataclasses.replace(run, train=dataclasses.replace(run.train, steps=150, eval_every=150, lr=3e-3))
     res = train_run(run, run_dir=tmp_path / "run", reports_dir=tmp_path / "rep", progress=False)
     log = pd.read_csv(tmp_path / "run/logs/metrics.csv").dropna(subset=["train/loss"])
-    assert log["train/loss"].iloc[-1] < 0.7 * log["train/loss"].iloc[0]
+    # The first logged loss is already at step 50, past the fast early drop, so compare with chance too:
+    # guessing uniformly among the 10 digits and <eos> costs ln 11 = 2.40 nats per target token.
+    assert log["train/loss"].iloc[-1] < log["train/loss"].iloc[0]
+    assert log["train/loss"].iloc[-1] < 0.6 * math.log(11)
     ind = res.records[res.records.in_distribution]
     assert ind.token_accuracy.mean() > 0.3  # well above chance over 10 digits + eos
