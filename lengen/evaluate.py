@@ -13,6 +13,7 @@ Records are tidy rows (one per run × task × length × step), written to CSV/JS
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -35,8 +36,11 @@ def native_bf16(device: torch.device | str = "cpu") -> bool:
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    if device.type != "cpu":
-        return False
+    return device.type == "cpu" and _cpu_native_bf16()
+
+
+@functools.cache  # autocast_context asks on every batch: read the CPU flags once per process
+def _cpu_native_bf16() -> bool:
     try:
         flags = open("/proc/cpuinfo").read()
         return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))

@@ -112,9 +112,10 @@ def train_run(run: RunConfig, eval_dir: Path | None = None, run_dir: Path | None
     evaluator = PerLengthEval(sets_during, sets_final, tr.eval_every, run_dir, meta, tr.precision)
     offsets = run.model.max_seq_len if (run.pos_encoding == "ape" and tr.ape_random_offset) else None
     dm = LengenDataModule(run.group, tr.batch_size, d.seed, d.holdout_modulus, offsets, tr.num_workers)
+    precision = resolve_precision(tr.precision, default_device())
     trainer = L.Trainer(
         max_steps=tr.steps, accelerator="auto", devices=tr.devices, strategy="ddp" if tr.devices > 1 else "auto",
-        precision=resolve_precision(tr.precision, default_device()),
+        precision=precision,
         gradient_clip_val=tr.grad_clip or None, logger=CSVLogger(run_dir, name="logs", version=""),
         callbacks=[evaluator, LearningRateMonitor(logging_interval="step"), *(callbacks or [])],
         enable_checkpointing=False, enable_progress_bar=progress,
@@ -141,7 +142,7 @@ def train_run(run: RunConfig, eval_dir: Path | None = None, run_dir: Path | None
         "run": dataclasses.asdict(run), "fingerprint": fp, "wall_s_this_session": round(time.time() - t0, 1),
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "lightning": L.__version__},
         "machine": platform.platform(), "processor": _cpu_model(), "threads": tr.threads,
-        "precision": resolve_precision(tr.precision, default_device()),  # what "auto" became here
+        "precision": precision,  # what "auto" became here
     }
     (run_dir / "run.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
     return RunResult(run, records, metrics, run_dir, time.time() - t0)

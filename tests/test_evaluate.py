@@ -93,5 +93,7 @@ def test_native_bf16_reads_the_cpu_flags(monkeypatch, tmp_path):
     real_open = builtins.open
     for flags, expected in (("fpu avx2 fma", False), ("avx512f avx512_bf16", True), ("amx_bf16 amx_tile", True)):
         (tmp_path / "cpuinfo").write_text(f"flags\t\t: {flags}\n")
+        ev._cpu_native_bf16.cache_clear()  # read once per process: make it read this file
         monkeypatch.setattr(builtins, "open", lambda p, *a, **k: real_open(tmp_path / "cpuinfo" if p == "/proc/cpuinfo" else p, *a, **k))
         assert ev.native_bf16("cpu") is expected
+    ev._cpu_native_bf16.cache_clear()
