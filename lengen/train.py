@@ -122,7 +122,8 @@ def train_run(run: RunConfig, eval_dir: Path | None = None, run_dir: Path | None
         enable_model_summary=False, log_every_n_steps=50, limit_val_batches=0, num_sanity_val_steps=0,
     )
     last = ckpt_dir / "last.ckpt"
-    trainer.fit(system, datamodule=dm, ckpt_path=last if (resume and last.exists()) else None)
+    resumed = resume and last.exists()
+    trainer.fit(system, datamodule=dm, ckpt_path=last if resumed else None)
 
     records = pd.DataFrame(evaluator.records)[list(RECORD_FIELDS) + ["final"]]
     if not trainer.is_global_zero:  # DDP: the other ranks hold the same records; rank 0 writes
@@ -138,14 +139,29 @@ def train_run(run: RunConfig, eval_dir: Path | None = None, run_dir: Path | None
     # NaN (a range with no evaluated length) is not valid JSON: write null.
     metrics = {k: (None if isinstance(v, float) and v != v else v) for k, v in metrics.items()}
     (metrics_dir / f"{run.run_id}.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    this_session = round(time.time() - t0, 1)
     info = {
-        "run": dataclasses.asdict(run), "fingerprint": fp, "wall_s_this_session": round(time.time() - t0, 1),
+        "run": dataclasses.asdict(run), "fingerprint": fp, "wall_s_this_session": this_session,
+        # A resumed run's cost is what every session spent on it, not only the last (often seconds).
+        "wall_s_total": round((_previous_wall_s(run_dir / "run.json", fp) if resumed else 0.0) + this_session, 1),
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "lightning": L.__version__},
         "machine": platform.platform(), "processor": _cpu_model(), "threads": tr.threads,
         "precision": precision,  # what "auto" became here
     }
     (run_dir / "run.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
     return RunResult(run, records, metrics, run_dir, time.time() - t0)
+
+
+def _previous_wall_s(info_file: Path, fp: str) -> float:
+    """Wall time earlier sessions spent on this run (same fingerprint), from the run.json of the last one
+    that finished. A session killed before the end writes no run.json, so its time is not counted."""
+    try:
+        prev = json.loads(info_file.read_text())
+    except (OSError, ValueError):
+        return 0.0
+    if prev.get("fingerprint") != fp:
+        return 0.0
+    return float(prev.get("wall_s_total", prev.get("wall_s_this_session", 0.0)))
 
 
 def _cpu_model() -> str:

@@ -18,10 +18,13 @@ def test_profiles_validate(profile):
     cfg = load_config(paths.PROFILES_DIR / f"{profile}.yaml")
     assert isinstance(cfg, Config) and cfg.profile == profile
     assert cfg.runs(), "a profile must train something"
-    for g in cfg.experiment.groups:  # every group with auxiliaries names its baseline, which is run too
-        base = cfg.groups[g].baseline
+    # every group with auxiliaries names its baseline, which is trained too (experiment or ablation
+    # stage; cpu trains the baselines at one seed) under each of the experiment's position encodings
+    trained = {(r.group_name, r.pos_encoding) for r in cfg.runs() + cfg.ablation_runs()}
+    for g in cfg.experiment.groups:
         if cfg.groups[g].aux:
-            assert base in cfg.experiment.groups
+            for pe in cfg.experiment.pos_encodings:
+                assert (cfg.groups[g].baseline, pe) in trained, (g, pe)
 
 
 def test_params_yaml_validates():

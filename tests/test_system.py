@@ -75,6 +75,17 @@ def test_killed_run_resumes_to_identical_records(tmp_path, smoke_cfg):
     kept = sorted(p.name for p in (tmp_path / "k/run/checkpoints").glob("step=*.ckpt"))
     assert kept == [f"step={s:06d}.ckpt" for s in steps]
 
+    # Calling it again on the finished run only reads it back; run.json keeps the cost of both calls.
+    first = json.loads((tmp_path / "k/run/run.json").read_text())
+    assert first["wall_s_total"] == first["wall_s_this_session"]  # the killed session wrote no run.json
+    train_run(run, run_dir=tmp_path / "k/run", reports_dir=tmp_path / "k/reports", progress=False)
+    second = json.loads((tmp_path / "k/run/run.json").read_text())
+    assert second["wall_s_total"] == pytest.approx(first["wall_s_total"] + second["wall_s_this_session"], abs=0.11)
+    # A run trained afresh (no resume) counts only its own time.
+    train_run(run, run_dir=tmp_path / "k/run", reports_dir=tmp_path / "k/reports", progress=False, resume=False)
+    third = json.loads((tmp_path / "k/run/run.json").read_text())
+    assert third["wall_s_total"] == third["wall_s_this_session"]
+
 
 @pytest.mark.slow
 def test_changed_params_do_not_resume_stale_checkpoints(tmp_path, smoke_cfg):
