@@ -28,6 +28,7 @@ def notebook_duration(path: Path) -> tuple[float, str]:
 
 def collect(root: Path = ROOT) -> list[dict]:
     rows = []
+    active = _active_run_ids(root)
     for nb in sorted((root / "reports").glob("*.ipynb")) + sorted((root / "reports" / "train").glob("*.ipynb")):
         secs, start = notebook_duration(nb)
         row = {"notebook": str(nb.relative_to(root)), "start": start, "wall_s": round(secs, 1), "full_s": round(secs, 1),
@@ -41,7 +42,9 @@ def collect(root: Path = ROOT) -> list[dict]:
             if read_back:
                 row["full_s"] = round(read_back + secs, 1)
                 row["note"] = "resumed: runs read back; full cost adds their recorded wall time / workers"
-        if nb.parent.name == "train" and (root / "runs" / nb.stem / "run.json").exists():
+        if nb.parent.name == "train" and nb.stem not in active:
+            row.update(counted=False, note="not a run of the active params.yaml: not counted")
+        elif nb.parent.name == "train" and (root / "runs" / nb.stem / "run.json").exists():
             info = json.loads((root / "runs" / nb.stem / "run.json").read_text())
             earlier = info.get("wall_s_total", 0.0) - info.get("wall_s_this_session", 0.0)
             if earlier > 0:  # resumed a run trained (partly or wholly) by an earlier call
@@ -57,12 +60,21 @@ def collect(root: Path = ROOT) -> list[dict]:
     return sorted(rows, key=lambda r: r["start"])
 
 
+def _active_run_ids(root: Path) -> set[str]:
+    """Run ids of the profile in ``params.yaml``: a leftover notebook of another profile is not its cost."""
+    sys.path.insert(0, str(root))
+    from lengen.config import load_config
+
+    return {r.run_id for r in load_config(root / "params.yaml").all_runs()}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", type=Path, help="also write the rows and totals here")
     args = ap.parse_args(argv)
     rows = collect()
-    total, full = sum(r["wall_s"] for r in rows), sum(r["full_s"] for r in rows)
+    counted = [r for r in rows if r.get("counted", True)]
+    total, full = sum(r["wall_s"] for r in counted), sum(r["full_s"] for r in counted)
     print(f"{'notebook':55s} {'start (UTC)':20s} {'wall s':>8s} {'full s':>8s}  note")
     for r in rows:
         print(f"{r['notebook']:55s} {r['start'][:19]:20s} {r['wall_s']:8.1f} {r['full_s']:8.1f}  {r['note']}")
