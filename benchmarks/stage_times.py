@@ -19,6 +19,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from lengen.config import load_config  # noqa: E402
 
 
 def notebook_duration(path: Path) -> tuple[float, str]:
@@ -52,7 +55,7 @@ def collect(root: Path = ROOT) -> list[dict]:
                 row["note"] = "resumed: full cost adds the run's earlier wall time (run.json wall_s_total)"
         if nb.name == "03_pretrained.ipynb" and (root / "reports/pretrained/runs").exists():
             runs = [json.loads(f.read_text()) for f in sorted((root / "reports/pretrained/runs").glob("*.json"))]
-            recorded = sum(float(r.get("info", r).get("wall_s", 0.0)) for r in runs)
+            recorded = sum(float(r.get("wall_s", 0.0)) for r in runs)
             if recorded > secs:  # finished runs were read back: the stage paid at least their recorded time
                 row["full_s"] = round(recorded, 1)
                 row["note"] = "resumed: full cost = the runs' recorded wall time (at least)"
@@ -62,9 +65,6 @@ def collect(root: Path = ROOT) -> list[dict]:
 
 def _active_run_ids(root: Path) -> set[str]:
     """Run ids of the profile in ``params.yaml``: a leftover notebook of another profile is not its cost."""
-    sys.path.insert(0, str(root))
-    from lengen.config import load_config
-
     return {r.run_id for r in load_config(root / "params.yaml").all_runs()}
 
 
