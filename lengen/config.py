@@ -141,6 +141,9 @@ class GroupConfig:
     # Overrides of the shared ``model`` section for this group's runs, e.g. ``{init: gpt2}``; keys and
     # types are those of ``model`` (checked by :meth:`Config.model_for`). Give a baseline the same ones.
     model: dict[str, typing.Any] = field(default_factory=dict)
+    # Overrides of the shared ``train`` section, e.g. ``{decay_frac: 0.5}`` (checked by
+    # :meth:`Config.train_for`); a baseline gets the same ones, so the comparison stays one of auxiliaries.
+    train: dict[str, typing.Any] = field(default_factory=dict)
 
     def __post_init__(self):
         from lengen.tasks import get_task
@@ -157,6 +160,14 @@ class GroupConfig:
     @property
     def main_task(self) -> str:
         return next(iter(self.main))
+
+    def fingerprint_dict(self) -> dict:
+        """The group as run fingerprints hash it: ``train`` is left out while empty, so runs stored before
+        groups could override ``train`` keep their fingerprints (and are read back, not redone)."""
+        d = dataclasses.asdict(self)
+        if not d["train"]:
+            del d["train"]
+        return d
 
     @property
     def tasks(self) -> dict[str, int]:
@@ -245,7 +256,7 @@ class GridConfig:
         if not template.aux:
             _fail("grid.group", "the template group needs auxiliaries")
         return GroupConfig(main={template.main_task: main}, aux={t: aux for t in template.aux},
-                           eval_max=self.eval_max, model=template.model)
+                           eval_max=self.eval_max, model=template.model, train=template.train)
 
 
 @dataclass(frozen=True)
@@ -297,7 +308,8 @@ class Config:
                 if g not in self.groups:
                     _fail(f"{section}.groups", f"unknown group {g!r}; defined groups: {sorted(self.groups)}")
         for g in self.groups:
-            self.model_for(g)  # every group's model overrides are valid
+            self.model_for(g)  # every group's model and train overrides are valid
+            self.train_for(g)
         twice = sorted({r.run_id for r in self.runs()} & {r.run_id for r in self.ablation_runs()})
         if twice:
             _fail("ablation", f"run(s) {twice} are already in the experiment (each run is trained once)")
@@ -305,9 +317,11 @@ class Config:
             base = group.baseline
             if base is not None and base not in self.groups:
                 _fail(f"groups.{g}.baseline", f"unknown group {base!r}; defined groups: {sorted(self.groups)}")
-            if base is not None and self.groups[base].model != group.model:
-                _fail(f"groups.{g}.model", f"{group.model} differs from its baseline {base!r}'s "
-                      f"{self.groups[base].model} (a baseline is the same run without auxiliaries)")
+            for section in ("model", "train") if base is not None else ():
+                mine, theirs = getattr(group, section), getattr(self.groups[base], section)
+                if mine != theirs:
+                    _fail(f"groups.{g}.{section}", f"{mine} differs from its baseline {base!r}'s "
+                          f"{theirs} (a baseline is the same run without auxiliaries)")
         if self.grid is not None and self.grid.group not in self.groups:
             _fail("grid.group", f"unknown group {self.grid.group!r}; defined groups: {sorted(self.groups)}")
         # Every evaluation sequence must fit the position range: <bos> <marker> prompt target <eos>.
@@ -337,10 +351,17 @@ class Config:
 
     def model_for(self, group: str) -> ModelParams:
         """The model of a group's runs: the shared ``model`` section with the group's overrides."""
-        overrides = self.group(group).model
+        return self._with_overrides("model", group)
+
+    def train_for(self, group: str) -> TrainConfig:
+        """The training recipe of a group's runs: the shared ``train`` section with the group's overrides."""
+        return self._with_overrides("train", group)
+
+    def _with_overrides(self, section: str, group: str):
+        shared, overrides = getattr(self, section), getattr(self.group(group), section)
         if not overrides:
-            return self.model
-        return _build(ModelParams, {**dataclasses.asdict(self.model), **overrides}, f"groups.{group}.model")
+            return shared
+        return _build(type(shared), {**dataclasses.asdict(shared), **overrides}, f"groups.{group}.{section}")
 
     def grid_runs(self) -> list[RunConfig]:
         """The length-ratio grid's runs (none without a ``grid`` section)."""
@@ -355,7 +376,8 @@ class Config:
             _fail("run.pos_encoding", f"{pos_encoding!r} is not one of {POS_ENCODINGS}")
         return RunConfig(
             run_id=run_id(group, pos_encoding, seed), group_name=group, group=group_cfg,
-            pos_encoding=pos_encoding, seed=int(seed), model=self.model_for(group), train=self.train, data=self.data,
+            pos_encoding=pos_encoding, seed=int(seed), model=self.model_for(group), train=self.train_for(group),
+            data=self.data,
         )
 
     def runs(self) -> list[RunConfig]:

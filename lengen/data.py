@@ -240,9 +240,9 @@ def check_disjoint(cfg, sets: dict[tuple[str, int], list[EvalExample]], n_batche
 
     eval_prompts = {(e.task, e.prompt) for exs in sets.values() for e in exs}
     rows = []
-    groups = {r.group_name: r.group for r in cfg.all_runs()}  # experiment, ablation and grid groups
-    for g, group in groups.items():
-        stream = TrainStream(group, cfg.train.batch_size, cfg.data.seed, cfg.data.holdout_modulus)
+    runs = {r.group_name: r for r in cfg.all_runs()}  # experiment, ablation and grid groups
+    for g, run in runs.items():
+        stream = TrainStream(run.group, run.train.batch_size, cfg.data.seed, cfg.data.holdout_modulus)
         drawn = [pair for k in range(n_batches) for pair in stream.examples(k)[1]]
         collisions = sum((task, ex.prompt) in eval_prompts for task, ex in drawn)
         rows.append(dict(group=g, train_examples=len(drawn), eval_examples=len(eval_prompts), collisions=collisions))
@@ -257,10 +257,11 @@ def generation_speed(cfg, seconds: float = 2.0) -> "pd.DataFrame":
 
     rows = []
     for g in cfg.experiment.groups:
-        stream = TrainStream(cfg.groups[g], cfg.train.batch_size, cfg.data.seed, cfg.data.holdout_modulus)
+        batch_size = cfg.train_for(g).batch_size
+        stream = TrainStream(cfg.groups[g], batch_size, cfg.data.seed, cfg.data.holdout_modulus)
         t0, k = time.perf_counter(), 0
         while time.perf_counter() - t0 < seconds:
             stream.batch(k)
             k += 1
-        rows.append(dict(group=g, examples_per_s=k * cfg.train.batch_size / (time.perf_counter() - t0)))
+        rows.append(dict(group=g, examples_per_s=k * batch_size / (time.perf_counter() - t0)))
     return pd.DataFrame(rows)

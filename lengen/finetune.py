@@ -152,7 +152,7 @@ class FinetuneRun:
             p.pop(k)
         prov = Path(model_dir) / PROVENANCE
         data = {k: getattr(self.data, k) for k in ("seed", "holdout_modulus", "eval_step")}  # what the stage reads
-        blob = dict(params=p, group=dataclasses.asdict(self.group), init=self.init, zero_shot=self.zero_shot,
+        blob = dict(params=p, group=self.group.fingerprint_dict(), init=self.init, zero_shot=self.zero_shot,
                     data=data, checkpoint=prov.read_text() if prov.exists() else None)
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 

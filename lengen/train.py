@@ -44,7 +44,8 @@ class RunResult:
 
 def fingerprint(run: RunConfig) -> str:
     """Hash of everything that determines the run's result (resuming across a change is wrong)."""
-    blob = json.dumps(dataclasses.asdict(run), sort_keys=True, default=str)
+    d = {**dataclasses.asdict(run), "group": run.group.fingerprint_dict()}
+    blob = json.dumps(d, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

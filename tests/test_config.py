@@ -63,6 +63,12 @@ def mutate(fn, profile="smoke"):
     (lambda r: [r["groups"][g].update(model={"max_seq_len": 20}) for g in ("arith_carry", "add_alone")],
      r"model.max_seq_len: 20 is too short for group 'arith_carry'"),
     (lambda r: r["groups"]["arith_carry"].update(model={"init": "gpt2"}), r"groups.arith_carry.model: .* differs from its baseline 'add_alone'"),
+    (lambda r: r["groups"]["add_alone"].update(train={"deacy_frac": 0.5}),
+     r"groups.add_alone.train: unknown key\(s\) \['deacy_frac'\]"),
+    (lambda r: [r["groups"][g].update(train={"decay_frac": 0.95}) for g in ("arith_carry", "add_alone")],
+     r"train.decay_frac: warmup_frac \+ decay_frac = .* > 1"),
+    (lambda r: r["groups"]["arith_carry"].update(train={"decay_frac": 0.5}),
+     r"groups.arith_carry.train: .* differs from its baseline 'add_alone'"),
 ])
 def test_bad_params_fail_naming_the_key(change, match):
     with pytest.raises(ValueError, match=match):
@@ -159,3 +165,38 @@ def test_group_model_overrides_reach_only_that_groups_runs():
     assert cfg.model.init == raw("smoke")["model"].get("init", "fan_in")  # the shared section is untouched
     plain = parse_config(raw("smoke")).run("arith_carry", "rope", 0)
     assert plain.model == cfg.model and fingerprint(plain) != fingerprint(run)
+
+
+def test_group_train_overrides_reach_only_that_groups_runs_and_its_grid_cells():
+    r = raw("smoke")
+    for g in ("arith_carry", "add_alone"):
+        r["groups"][g]["train"] = {"decay_frac": 0.5, "lr": 3e-3}
+    cfg = parse_config(r)
+    run = cfg.run("arith_carry", "rope", 0)
+    assert (run.train.decay_frac, run.train.lr) == (0.5, 3e-3)
+    assert run.train.decay_steps == round(0.5 * cfg.train.steps)  # derived values follow the override
+    assert run.train.steps == cfg.train.steps  # the rest comes from the shared section
+    assert cfg.train == parse_config(raw("smoke")).train  # the shared section is untouched
+    others = [cfg.run(g, "rope", 0) for g in cfg.groups if g not in ("arith_carry", "add_alone")]
+    assert others and all(x.train == cfg.train for x in others)
+    if cfg.grid is not None and cfg.grid.group == "arith_carry":
+        assert all(x.train == run.train for x in cfg.grid_runs())  # a cell is its template at other lengths
+    plain = parse_config(raw("smoke")).run("arith_carry", "rope", 0)
+    assert fingerprint(plain) != fingerprint(run)
+
+
+def test_fingerprint_of_a_run_without_train_overrides_leaves_the_empty_dict_out():
+    import dataclasses
+    import hashlib
+    import json
+
+    run = parse_config(raw("smoke")).run("arith_carry", "rope", 0)
+    d = dataclasses.asdict(run)
+    assert d["group"].pop("train") == {}
+    # the hash runs made before groups could override ``train`` were stored under: they are read back
+    before = hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    assert fingerprint(run) == before
+    r = raw("smoke")
+    for g in ("arith_carry", "add_alone"):
+        r["groups"][g]["train"] = {"lr": 3e-3}
+    assert parse_config(r).groups["add_alone"].fingerprint_dict()["train"] == {"lr": 3e-3}  # kept when set
