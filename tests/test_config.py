@@ -1,4 +1,7 @@
 import copy
+import dataclasses
+import hashlib
+import json
 
 import pytest
 import yaml
@@ -186,10 +189,6 @@ def test_group_train_overrides_reach_only_that_groups_runs_and_its_grid_cells():
 
 
 def test_fingerprint_of_a_run_without_train_overrides_leaves_the_empty_dict_out():
-    import dataclasses
-    import hashlib
-    import json
-
     run = parse_config(raw("smoke")).run("arith_carry", "rope", 0)
     d = dataclasses.asdict(run)
     assert d["group"].pop("train") == {}
