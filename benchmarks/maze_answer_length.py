@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from lengen import paths
+from lengen.config import load_config
 from lengen.data import make_eval_sets
 from lengen.evaluate import teacher_forced
 from lengen.train import load_system
@@ -61,13 +61,13 @@ def main() -> None:
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
-    data = yaml.safe_load((paths.PROFILES_DIR / f"{args.profile}.yaml").read_text())["data"]
+    data = load_config(paths.PROFILES_DIR / f"{args.profile}.yaml").data
     lo, hi = (int(x) for x in args.lengths.split("-"))
     for spec in args.runs:
         name, search_dir = spec.split("=", 1)
         model = load_system(Path(search_dir) / "run" / "checkpoints" / "last.ckpt").model.eval()
         rows = split_scores(model, args.task, list(range(lo, hi + 1)), args.train_nodes,
-                            data["n_eval"], data["seed"], data["holdout_modulus"])
+                            data.n_eval, data.seed, data.holdout_modulus)
         print(f"{name}: answers longer than {longest_answer(args.task, args.train_nodes)} nodes are 'long'")
         print(" nodes  all    short  long (n_long)")
         for r in rows:
