@@ -102,6 +102,7 @@ class TrainConfig:
     ape_random_offset: bool  # APE only: random position offset per example in training
     devices: int  # accelerators per run; > 1 trains with Lightning's DDP (batch_size stays global)
     num_workers: int  # DataLoader worker processes generating the stream (0 = in the training process)
+    length_buckets: int  # a step runs the batch as this many length-sorted chunks cut to their own length (same gradient)
 
     def __post_init__(self):
         for k in ("steps", "batch_size", "lr", "eps", "threads", "eval_every"):
@@ -115,6 +116,10 @@ class TrainConfig:
         _positive("train.weight_decay", self.weight_decay, allow_zero=True)
         _positive("train.devices", self.devices)
         _positive("train.num_workers", self.num_workers, allow_zero=True)
+        _positive("train.length_buckets", self.length_buckets)
+        if self.length_buckets > self.batch_size // self.devices:
+            _fail("train.length_buckets", f"{self.length_buckets} chunks of a per-device batch of "
+                                          f"{self.batch_size // self.devices} rows")
         if self.batch_size % self.devices:
             _fail("train.devices", f"devices={self.devices} does not divide batch_size={self.batch_size}")
         _positive("train.grad_clip", self.grad_clip, allow_zero=True)

@@ -60,6 +60,20 @@ def collate(seqs: list[tuple[list[int], int]], pad_id: int) -> dict[str, torch.T
     return {"input_ids": input_ids, "labels": labels}
 
 
+def length_buckets(labels: torch.Tensor, k: int) -> list[tuple[torch.Tensor, int]]:
+    """Split a collated batch into ``k`` chunks of rows of similar length, each with its own length.
+
+    A row's length is one past its last supervised position (its ``<eos>`` label); rows are sorted by
+    it (stably) and cut into ``k`` contiguous chunks (``torch.chunk``: fewer if B < k). A chunk's length
+    is its longest row's, so ``input_ids[rows, :T]`` drops only padding. E.g. rows of lengths
+    (5, 9, 3, 8) with k = 2 -> ([2, 0], 5), ([3, 1], 9).
+    """
+    pos = torch.arange(1, labels.shape[1] + 1, device=labels.device)
+    lengths = ((labels != IGNORE) * pos).amax(1)  # (B,) last supervised position + 1
+    order = lengths.argsort(stable=True)
+    return [(rows, int(lengths[rows].max())) for rows in order.chunk(k)]
+
+
 # ---------------------------------------------------------------------------------------------
 # Train / evaluation partition
 

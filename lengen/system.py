@@ -16,7 +16,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from lengen.data import IGNORE, EvalExample
+from lengen.data import IGNORE, EvalExample, length_buckets
 from lengen.evaluate import RECORD_FIELDS, autocast_context, score_sets
 from lengen.model import ModelConfig, Transformer
 
@@ -35,7 +35,7 @@ def lr_lambda(step: int, warmup_steps: int, decay_steps: int, total_steps: int, 
 class LengenSystem(L.LightningModule):
     def __init__(self, model_config: dict, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.98),
                  eps: float = 1e-12, weight_decay: float = 0.01, warmup_steps: int = 0, decay_steps: int = 0,
-                 total_steps: int = 1000, min_lr_frac: float = 0.0):
+                 total_steps: int = 1000, min_lr_frac: float = 0.0, length_buckets: int = 1):
         super().__init__()
         self.save_hyperparameters()
         self.model = Transformer(ModelConfig(**model_config))
@@ -44,8 +44,22 @@ class LengenSystem(L.LightningModule):
         return self.model(idx, pos_offset=pos_offset)
 
     def training_step(self, batch, batch_idx):
-        logits = self.model(batch["input_ids"], pos_offset=batch.get("pos_offset"))
-        loss = F.cross_entropy(logits.float().flatten(0, 1), batch["labels"].flatten(), ignore_index=IGNORE)
+        x, y, offset = batch["input_ids"], batch["labels"], batch.get("pos_offset")
+        if self.hparams.length_buckets == 1:
+            logits = self.model(x, pos_offset=offset)
+            loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=IGNORE)
+        else:
+            # A batch mixes lengths 1..max and is right-padded to its longest row, so much of it is
+            # padding. Rows sorted by length in `length_buckets` chunks, each cut to its longest row,
+            # skip most of it (benchmarks/length_buckets.py). The gradient is the full batch's: attention
+            # is causal and padding sits at the right, so no kept position ever attends to a cut one,
+            # and the chunks' summed losses over the batch's target count are its mean loss.
+            loss = x.new_zeros((), dtype=torch.float32)
+            for rows, T in length_buckets(y, self.hparams.length_buckets):
+                logits = self.model(x[rows, :T], pos_offset=None if offset is None else offset[rows])
+                loss = loss + F.cross_entropy(logits.float().flatten(0, 1), y[rows, :T].flatten(),
+                                              ignore_index=IGNORE, reduction="sum")
+            loss = loss / (y != IGNORE).sum()
         self.log("train/loss", loss, prog_bar=True)  # the learning rate is logged by LearningRateMonitor
         return loss
 
@@ -139,5 +153,5 @@ def system_from_run(run) -> LengenSystem:
     return LengenSystem(
         model_config=dataclasses.asdict(run.model_config()), lr=t.lr, betas=(t.beta1, t.beta2), eps=t.eps,
         weight_decay=t.weight_decay, warmup_steps=t.warmup_steps, decay_steps=t.decay_steps,
-        total_steps=t.steps, min_lr_frac=t.min_lr_frac,
+        total_steps=t.steps, min_lr_frac=t.min_lr_frac, length_buckets=t.length_buckets,
     )

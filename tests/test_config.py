@@ -59,6 +59,8 @@ def mutate(fn, profile="smoke"):
     (lambda r: r["experiment"].update(pos_encodings=["alibi"]), r"'alibi' is not one of"),
     (lambda r: r["model"].update(max_seq_len=20), r"model.max_seq_len: 20 is too short for group"),
     (lambda r: r["data"].update(holdout_modulus=1), r"holdout_modulus: must be >= 2"),
+    (lambda r: r["train"].update(length_buckets=0), r"train.length_buckets: must be > 0"),
+    (lambda r: r["train"].update(length_buckets=10**6), r"train.length_buckets: 1000000 chunks of a per-device batch"),
     (lambda r: r["groups"]["arith_carry"].update(baseline="nope"), r"groups.arith_carry.baseline: unknown group 'nope'"),
     (lambda r: r["groups"]["add_alone"].update(model={"inti": "gpt2"}),
      r"groups.add_alone.model: unknown key\(s\) \['inti'\]"),

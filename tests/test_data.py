@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from lengen.config import GroupConfig
-from lengen.data import (IGNORE, TrainStream, collate, format_example, is_heldout, make_eval_set,
-                         read_eval_sets, write_eval_sets)
+from lengen.data import (IGNORE, TrainStream, collate, format_example, is_heldout, length_buckets,
+                         make_eval_set, read_eval_sets, write_eval_sets)
 from lengen.tasks import Example
 from lengen.tokenizer import default_tokenizer
 
@@ -107,3 +107,17 @@ def test_workers_and_ranks_keep_the_stream():
     rows = lambda t: sorted(tuple(r[r != IGNORE].tolist()) for r in t)  # noqa: E731
     assert [len(x) for x in shares] == [4, 4]
     assert sorted(rows(shares[0]) + rows(shares[1])) == rows(full)
+
+
+def test_length_buckets_sort_rows_and_cut_only_padding():
+    rng = random.Random(0)
+    seqs = [format_example("reverse_add", Example(f"{'1' * n}+{'2' * n}=", "3" * n)) for n in (5, 1, 9, 3, 7)]
+    batch = collate(seqs, TOK.pad_id)
+    chunks = length_buckets(batch["labels"], 2)
+    lengths = [len(ids) - 1 for ids, _ in seqs]  # input positions of each row
+    assert [c[0].tolist() for c in chunks] == [[1, 3, 0], [4, 2]]
+    assert [c[1] for c in chunks] == [lengths[0], lengths[2]]
+    for rows, T in chunks:  # everything cut is padding without a label
+        assert (batch["labels"][rows, T:] == IGNORE).all() and (batch["input_ids"][rows, T:] == TOK.pad_id).all()
+    assert len(length_buckets(batch["labels"], 8)) == 5  # never more chunks than rows
+    del rng

@@ -110,3 +110,32 @@ def test_training_learns(tmp_path, smoke_cfg):
     assert log["train/loss"].iloc[-1] < 0.6 * math.log(11)
     ind = res.records[res.records.in_distribution]
     assert ind.token_accuracy.mean() > 0.3  # well above chance over 10 digits + eos
+
+
+@pytest.mark.parametrize("pos_encoding", ["rope", "ape"])
+def test_length_buckets_give_the_full_batch_loss_and_gradient(smoke_cfg, pos_encoding):
+    import dataclasses
+
+    import torch
+
+    from lengen.data import TrainStream
+    from lengen.system import system_from_run
+
+    run = smoke_cfg.run("arith_carry", pos_encoding, 0)
+    offsets = run.model.max_seq_len if pos_encoding == "ape" else None
+    batch = TrainStream(run.group, 32, 0, smoke_cfg.data.holdout_modulus, offsets).batch(3)
+    assert (batch["labels"][:, -1] == -100).any()  # rows of different lengths: there is padding to cut
+
+    def loss_and_grads(k):
+        torch.manual_seed(0)
+        system = system_from_run(dataclasses.replace(run, train=dataclasses.replace(run.train, length_buckets=k)))
+        loss = system.training_step(batch, 0)
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in system.model.parameters()]
+
+    loss1, grads1 = loss_and_grads(1)
+    for k in (2, 5):
+        loss_k, grads_k = loss_and_grads(k)
+        torch.testing.assert_close(loss_k, loss1, rtol=1e-5, atol=1e-6)
+        for g_k, g1 in zip(grads_k, grads1):
+            torch.testing.assert_close(g_k, g1, rtol=1e-4, atol=1e-6)
