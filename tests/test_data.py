@@ -110,7 +110,6 @@ def test_workers_and_ranks_keep_the_stream():
 
 
 def test_length_buckets_sort_rows_and_cut_only_padding():
-    rng = random.Random(0)
     seqs = [format_example("reverse_add", Example(f"{'1' * n}+{'2' * n}=", "3" * n)) for n in (5, 1, 9, 3, 7)]
     batch = collate(seqs, TOK.pad_id)
     chunks = length_buckets(batch["labels"], 2)
@@ -120,4 +119,3 @@ def test_length_buckets_sort_rows_and_cut_only_padding():
     for rows, T in chunks:  # everything cut is padding without a label
         assert (batch["labels"][rows, T:] == IGNORE).all() and (batch["input_ids"][rows, T:] == TOK.pad_id).all()
     assert len(length_buckets(batch["labels"], 8)) == 5  # never more chunks than rows
-    del rng

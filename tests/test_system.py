@@ -118,13 +118,13 @@ def test_length_buckets_give_the_full_batch_loss_and_gradient(smoke_cfg, pos_enc
 
     import torch
 
-    from lengen.data import TrainStream
+    from lengen.data import IGNORE, TrainStream
     from lengen.system import system_from_run
 
     run = smoke_cfg.run("arith_carry", pos_encoding, 0)
     offsets = run.model.max_seq_len if pos_encoding == "ape" else None
     batch = TrainStream(run.group, 32, 0, smoke_cfg.data.holdout_modulus, offsets).batch(3)
-    assert (batch["labels"][:, -1] == -100).any()  # rows of different lengths: there is padding to cut
+    assert (batch["labels"][:, -1] == IGNORE).any()  # rows of different lengths: there is padding to cut
 
     def loss_and_grads(k):
         torch.manual_seed(0)
