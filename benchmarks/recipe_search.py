@@ -58,8 +58,10 @@ def main() -> None:
                     progress=False, resume=True)
     final = res.records[res.records.step == res.records.step.max()]
     main_curve = final[final.task == run.group.main_task].sort_values("length")
+    info = json.loads((out / "run" / "run.json").read_text())
     line = dict(name=args.name, profile=args.profile, group=args.group, pe=args.pe, seed=args.seed,
                 overrides=sets, wall_s=round(time.time() - t0, 1), summary=res.metrics,
+                processor=info["processor"], float_path=info.get("float_path"),
                 main_exact_match={int(r.length): round(float(r.exact_match), 3) for r in main_curve.itertuples()})
     with open(LOG, "a") as f:
         f.write(json.dumps(line) + "\n")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -39,8 +40,15 @@ def native_bf16(device: torch.device | str = "cpu") -> bool:
     return device.type == "cpu" and _cpu_native_bf16()
 
 
+# oneDNN ISA caps (``ONEDNN_MAX_CPU_ISA``) below its first bf16 ISA: with one set, bf16 is emulated even on
+# a CPU whose flags list bf16 (how the AVX2 float path is run on an AVX-512 CPU: README, "Where this stands").
+_ONEDNN_CAPS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
+
+
 @functools.cache  # autocast_context asks on every batch: read the CPU flags once per process
 def _cpu_native_bf16() -> bool:
+    if os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper() in _ONEDNN_CAPS_WITHOUT_BF16:
+        return False
     try:
         flags = open("/proc/cpuinfo").read()
         return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))

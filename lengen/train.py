@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import platform
 import shutil
 import time
@@ -148,6 +149,7 @@ def train_run(run: RunConfig, eval_dir: Path | None = None, run_dir: Path | None
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "lightning": L.__version__},
         "machine": platform.platform(), "processor": _cpu_model(), "threads": tr.threads,
         "precision": precision,  # what "auto" became here
+        "float_path": float_path(),  # with threads and precision, what decides the bits of a run on CPU
     }
     (run_dir / "run.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
     return RunResult(run, records, metrics, run_dir, time.time() - t0)
@@ -163,6 +165,17 @@ def _previous_wall_s(info_file: Path, fp: str) -> float:
     if prev.get("fingerprint") != fp:
         return 0.0
     return float(prev.get("wall_s_total", prev.get("wall_s_this_session", 0.0)))
+
+
+# Environment variables that cap which kernels ATen, MKL and oneDNN dispatch to. Setting the first three to
+# AVX2 on an AVX-512 CPU runs the AVX2 kernels there (README, "Where this stands").
+FLOAT_PATH_ENV = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR")
+
+
+def float_path() -> dict[str, str]:
+    """ATen's vector ISA in this process and any kernel-dispatch caps set in the environment."""
+    caps = {k: os.environ[k] for k in FLOAT_PATH_ENV if k in os.environ}
+    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(), **caps}
 
 
 def _cpu_model() -> str:

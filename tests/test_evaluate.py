@@ -96,4 +96,9 @@ def test_native_bf16_reads_the_cpu_flags(monkeypatch, tmp_path):
         ev._cpu_native_bf16.cache_clear()  # read once per process: make it read this file
         monkeypatch.setattr(builtins, "open", lambda p, *a, **k: real_open(tmp_path / "cpuinfo" if p == "/proc/cpuinfo" else p, *a, **k))
         assert ev.native_bf16("cpu") is expected
+    # A oneDNN ISA cap below bf16 (the AVX2 float path on an AVX-512 CPU) makes bf16 non-native again.
+    for cap, expected in (("AVX2", False), ("avx512_core", False), ("AVX512_CORE_BF16", True), ("ALL", True)):
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+        ev._cpu_native_bf16.cache_clear()
+        assert ev.native_bf16("cpu") is expected
     ev._cpu_native_bf16.cache_clear()

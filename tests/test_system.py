@@ -8,6 +8,7 @@ import textwrap
 
 import pandas as pd
 import pytest
+import torch
 
 from lengen.system import lr_lambda
 from lengen.train import train_run
@@ -77,6 +78,7 @@ def test_killed_run_resumes_to_identical_records(tmp_path, smoke_cfg):
 
     # Calling it again on the finished run only reads it back; run.json keeps the cost of both calls.
     first = json.loads((tmp_path / "k/run/run.json").read_text())
+    assert first["float_path"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert first["wall_s_total"] == first["wall_s_this_session"]  # the killed session wrote no run.json
     train_run(run, run_dir=tmp_path / "k/run", reports_dir=tmp_path / "k/reports", progress=False)
     second = json.loads((tmp_path / "k/run/run.json").read_text())
@@ -139,3 +141,15 @@ def test_length_buckets_give_the_full_batch_loss_and_gradient(smoke_cfg, pos_enc
         torch.testing.assert_close(loss_k, loss1, rtol=1e-5, atol=1e-6)
         for g_k, g1 in zip(grads_k, grads1):
             torch.testing.assert_close(g_k, g1, rtol=1e-4, atol=1e-6)
+
+
+def test_float_path_names_the_kernel_caps_set(monkeypatch):
+    from lengen.train import FLOAT_PATH_ENV, float_path
+
+    for k in FLOAT_PATH_ENV:
+        monkeypatch.delenv(k, raising=False)
+    assert float_path() == {"cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    monkeypatch.setenv("MKL_ENABLE_INSTRUCTIONS", "AVX2")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert float_path() == {"cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                            "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
