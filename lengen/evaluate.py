@@ -41,7 +41,7 @@ def native_bf16(device: torch.device | str = "cpu") -> bool:
 
 
 # oneDNN ISA caps (``ONEDNN_MAX_CPU_ISA``) below its first bf16 ISA: with one set, bf16 is emulated even on
-# a CPU whose flags list bf16 (how the AVX2 float path is run on an AVX-512 CPU: README, "Where this stands").
+# a CPU whose flags list bf16 (capping kernels to AVX2 on an AVX-512 CPU: README, "The arithmetic recipe", run 22).
 _ONEDNN_CAPS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
 
 

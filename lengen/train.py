@@ -167,8 +167,9 @@ def _previous_wall_s(info_file: Path, fp: str) -> float:
     return float(prev.get("wall_s_total", prev.get("wall_s_this_session", 0.0)))
 
 
-# Environment variables that cap which kernels ATen, MKL and oneDNN dispatch to. Setting the first three to
-# AVX2 on an AVX-512 CPU runs the AVX2 kernels there (README, "Where this stands").
+# Environment variables that cap which kernels ATen, MKL and oneDNN dispatch to. Capped to AVX2 on an Intel
+# AVX-512 CPU they run Intel's AVX2 kernels: another float path, not the bits of an AVX2-only AMD CPU (README,
+# "The arithmetic recipe", run 22).
 FLOAT_PATH_ENV = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR")
 
 
