@@ -171,6 +171,38 @@ def describe_ranges(ranges: pd.DataFrame) -> str:
     return "\n".join(lines) if lines else "_No run evaluated a transfer range._"
 
 
+def checkpoint_selection(ranges: pd.DataFrame) -> pd.DataFrame:
+    """Per run with a transfer range: the main task's transfer-range accuracy at the last checkpoint,
+    at the checkpoint a practitioner could pick without seeing longer inputs (best in-distribution
+    accuracy, ties to the latest), and at the best checkpoint in hindsight (an upper bound that peeks
+    at the transfer range, so it is no result, only the headroom selection could have)."""
+    rows = []
+    for (run_id, group, seed), df in ranges.groupby(["run_id", "group", "seed"]):
+        wide = df.pivot(index="step", columns="range", values="exact_match").sort_index()
+        if "transfer" not in wide or "in-distribution" not in wide:
+            continue
+        ind, tr = wide["in-distribution"], wide["transfer"]
+        picked = ind[ind == ind.max()].index[-1]
+        rows.append(dict(run_id=run_id, group=group, seed=int(seed),
+                         last_step=int(tr.index[-1]), transfer_last=float(tr.iloc[-1]),
+                         selected_step=int(picked), selected_in_dist=float(ind[picked]),
+                         transfer_selected=float(tr[picked]),
+                         hindsight_step=int(tr.idxmax()), transfer_hindsight=float(tr.max())))
+    return pd.DataFrame(rows)
+
+
+def describe_selection(selection: pd.DataFrame) -> str:
+    """Markdown, one line per group: mean transfer over seeds at the last checkpoint vs the one picked
+    on in-distribution accuracy (and the hindsight bound), so a reader sees whether selection helps."""
+    lines = []
+    for group, df in (selection.groupby("group") if len(selection) else []):
+        lines.append(f"- **{group}** ({len(df)} seed(s)): transfer {df.transfer_last.mean():.2f} at the last "
+                     f"checkpoint, {df.transfer_selected.mean():.2f} at the one with the best in-distribution "
+                     f"accuracy (steps {', '.join(str(s) for s in df.selected_step)}); best in hindsight "
+                     f"{df.transfer_hindsight.mean():.2f}.")
+    return "\n".join(lines) if lines else "_No run evaluated both an in-distribution and a transfer range._"
+
+
 def plot_ranges(ranges: pd.DataFrame):
     """Main-task accuracy per length range across checkpoints, one panel per group, seeds as lines."""
     grid = sns.relplot(data=ranges, x="step", y="exact_match", hue="range", style="seed", col="group",

@@ -45,3 +45,23 @@ def test_describe_ranges_names_worst_best_and_last_checkpoint():
     assert text == ("- **g** seed 0: transfer range 0.10–0.70 over 3 checkpoints (best at step 1000), "
                     "0.30 at the last (step 1500).")
     assert "No run" in figures.describe_ranges(ranges[ranges.range != "transfer"])
+
+
+def test_checkpoint_selection_picks_the_latest_best_in_distribution_checkpoint():
+    rows = []
+    for step, ind, tr in [(500, 0.5, 0.1), (1000, 1.0, 0.6), (1500, 0.9, 0.8), (2000, 1.0, 0.3)]:
+        rows += [dict(run_id="r", group="g", seed=0, step=step, range="in-distribution", exact_match=ind),
+                 dict(run_id="r", group="g", seed=0, step=step, range="transfer", exact_match=tr)]
+    rows.append(dict(run_id="b", group="base", seed=0, step=500, range="in-distribution", exact_match=1.0))
+    sel = figures.checkpoint_selection(pd.DataFrame(rows))
+    assert list(sel.run_id) == ["r"]  # a run without a transfer range is left out
+    r = sel.iloc[0]
+    # the tie at 1.0 (steps 1000 and 2000) goes to the later step; hindsight is the transfer peak
+    assert (r.selected_step, r.transfer_selected) == (2000, 0.3)
+    assert (r.last_step, r.transfer_last) == (2000, 0.3)
+    assert (r.hindsight_step, r.transfer_hindsight) == (1500, 0.8)
+    text = figures.describe_selection(sel)
+    assert text == ("- **g** (1 seed(s)): transfer 0.30 at the last checkpoint, 0.30 at the one with the best "
+                    "in-distribution accuracy (steps 2000); best in hindsight 0.80.")
+    assert "No run" in figures.describe_selection(sel.iloc[:0])
+    assert "No run" in figures.describe_selection(figures.checkpoint_selection(pd.DataFrame(rows[-1:])))
