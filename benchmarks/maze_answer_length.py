@@ -18,10 +18,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from lengen import paths
-from lengen.config import load_config
+from _scoring import add_options, checkpoint, setup
 from lengen.data import make_eval_sets
 from lengen.evaluate import teacher_forced
 from lengen.train import load_system
@@ -52,21 +50,16 @@ def split_scores(model, task: str, lengths: list[int], train_nodes: int, n: int,
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("runs", nargs="+", help="NAME=SEARCH_DIR (its run/checkpoints/last.ckpt is scored)")
+    ap.add_argument("runs", nargs="+", help="NAME=DIR (a recipe_search.py search dir or a pipeline run dir)")
     ap.add_argument("--task", default="dfs_trace", choices=["dfs_trace", "shortest_path"])
     ap.add_argument("--train-nodes", type=int, required=True, help="the main task's maximum training size")
-    ap.add_argument("--lengths", default="5-12", help="maze sizes A-B")
-    ap.add_argument("--profile", default="cpu", help="its data section gives n_eval, seed and holdout")
-    ap.add_argument("--threads", type=int, default=1)
+    add_options(ap, lengths="5-12")
     args = ap.parse_args()
-
-    torch.set_num_threads(args.threads)
-    data = load_config(paths.PROFILES_DIR / f"{args.profile}.yaml").data
-    lo, hi = (int(x) for x in args.lengths.split("-"))
+    data, lengths = setup(args)
     for spec in args.runs:
         name, search_dir = spec.split("=", 1)
-        model = load_system(Path(search_dir) / "run" / "checkpoints" / "last.ckpt").model.eval()
-        rows = split_scores(model, args.task, list(range(lo, hi + 1)), args.train_nodes,
+        model = load_system(checkpoint(Path(search_dir), args.step)).model.eval()
+        rows = split_scores(model, args.task, lengths, args.train_nodes,
                             data.n_eval, data.seed, data.holdout_modulus)
         print(f"{name}: answers longer than {longest_answer(args.task, args.train_nodes)} nodes are 'long'")
         print(" nodes  all    short  long (n_long)")

@@ -103,25 +103,51 @@ def model_device(model) -> torch.device:
     return next(params()).device if params is not None else torch.device("cpu")
 
 
-@torch.no_grad()
-def teacher_forced(model, examples: list[EvalExample], batch_size: int = 256,
-                   fmt: Formatter | None = None, pad_id: int | None = None) -> SetScore:
-    """Teacher-forced exact match in one forward pass per batch. ``model(input_ids) -> logits``."""
+def _teacher_forced_batches(model, examples: list[EvalExample], batch_size: int, fmt: Formatter | None,
+                            pad_id: int | None):
+    """Yield ``(pred, labels, mask)`` per batch of one teacher-forced forward pass, each ``(B, T)``."""
     fmt = fmt or (lambda task, ex: format_example(task, ex))
     pad_id = default_tokenizer().pad_id if pad_id is None else pad_id
     dev = model_device(model)
-    exact, tok_ok, tok_n = [], 0, 0
     for i in range(0, len(examples), batch_size):
         chunk = examples[i : i + batch_size]
         batch = collate([fmt(e.task, Example(e.prompt, e.target)) for e in chunk], pad_id)
         x, y = batch["input_ids"].to(dev), batch["labels"].to(dev)
-        pred = model(x).argmax(-1)  # (B, T)
-        mask = y != IGNORE
-        ok = (pred == y) & mask
+        yield model(x).argmax(-1), y, y != IGNORE  # (B, T) each
+
+
+@torch.no_grad()
+def teacher_forced(model, examples: list[EvalExample], batch_size: int = 256,
+                   fmt: Formatter | None = None, pad_id: int | None = None) -> SetScore:
+    """Teacher-forced exact match in one forward pass per batch. ``model(input_ids) -> logits``."""
+    exact, tok_ok, tok_n = [], 0, 0
+    for pred, y, mask in _teacher_forced_batches(model, examples, batch_size, fmt, pad_id):
         exact.append(((pred == y) | ~mask).all(1).cpu().numpy())
-        tok_ok += int(ok.sum())
+        tok_ok += int(((pred == y) & mask).sum())
         tok_n += int(mask.sum())
     return SetScore(np.concatenate(exact) if exact else np.zeros(0, bool), tok_ok, tok_n)
+
+
+@torch.no_grad()
+def answer_position_accuracy(model, examples: list[EvalExample], batch_size: int = 256,
+                             fmt: Formatter | None = None, pad_id: int | None = None
+                             ) -> tuple[np.ndarray, np.ndarray]:
+    """Teacher-forced accuracy at each answer position: ``(accuracy, n)``, both ``(max answer + 1,)``.
+
+    Position 0 is the first target token, the last position of an example is its ``<eos>``; an example
+    contributes only to the positions its answer has. Where :func:`teacher_forced` says *whether* a
+    longer input fails, this says *where in the answer* it fails: one wrong digit (a carry, say) shows as
+    a dip at one position, a misaligned answer as every position from some point on.
+    """
+    ok_by, n_by = np.zeros(0), np.zeros(0)
+    for pred, y, mask in _teacher_forced_batches(model, examples, batch_size, fmt, pad_id):
+        pos = (mask.cumsum(1) - 1)[mask].cpu().numpy()  # answer position of each supervised token
+        hit = (pred == y)[mask].cpu().numpy()
+        width = max(len(n_by), int(pos.max()) + 1 if len(pos) else 0)
+        ok_by = np.pad(ok_by, (0, width - len(ok_by))) + np.bincount(pos, weights=hit, minlength=width)
+        n_by = np.pad(n_by, (0, width - len(n_by))) + np.bincount(pos, minlength=width)
+    return np.divide(ok_by, n_by, out=np.full(len(n_by), np.nan), where=n_by > 0), n_by
+
 
 
 @torch.no_grad()

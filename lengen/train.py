@@ -147,7 +147,7 @@ def train_run(run: RunConfig, eval_dir: Path | None = None, run_dir: Path | None
         # A resumed run's cost is what every session spent on it, not only the last (often seconds).
         "wall_s_total": round((_previous_wall_s(run_dir / "run.json", fp) if resumed else 0.0) + this_session, 1),
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "lightning": L.__version__},
-        "machine": platform.platform(), "processor": _cpu_model(), "threads": tr.threads,
+        "machine": platform.platform(), "processor": _cpu_model(), "cpu_id": _cpu_id(), "threads": tr.threads,
         "precision": precision,  # what "auto" became here
         "float_path": float_path(),  # with threads and precision, what decides the bits of a run on CPU
     }
@@ -185,6 +185,21 @@ def _cpu_model() -> str:
         return next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
     except (OSError, StopIteration):
         return platform.processor()
+
+
+def _cpu_id(cpuinfo: str = "/proc/cpuinfo") -> str | None:
+    """CPU family and model from /proc/cpuinfo: machines of one name ("AMD EPYC") differ in ISA and bits."""
+    fields = {}
+    try:
+        for line in open(cpuinfo):
+            key, _, value = line.partition(":")
+            if key.strip() in ("cpu family", "model") and key.strip() not in fields:
+                fields[key.strip()] = value.strip()
+            if not line.strip():
+                break
+    except OSError:
+        return None
+    return f"family {fields['cpu family']} model {fields['model']}" if len(fields) == 2 else None
 
 
 def load_records(run_ids: list[str], records_dir: Path | None = None) -> pd.DataFrame:

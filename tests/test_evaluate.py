@@ -5,7 +5,8 @@ import torch.nn.functional as F
 
 from lengen.config import GroupConfig
 from lengen.data import IGNORE, TrainStream, make_eval_set
-from lengen.evaluate import generalization_gap, greedy, group_gap, score_sets, teacher_forced
+from lengen.evaluate import (answer_position_accuracy, generalization_gap, greedy, group_gap, score_sets,
+                             teacher_forced)
 from lengen.model import ModelConfig, Transformer
 from lengen.tokenizer import default_tokenizer
 
@@ -48,6 +49,41 @@ def test_score_sets_records(toy_model):
     assert [(r["length"], r["in_distribution"], r["role"], r["n"], r["step"]) for r in rows] == \
         [(2, True, "main", 16, 7), (6, False, "main", 16, 7)]
     assert all(0 <= r["exact_match"] <= r["token_accuracy"] <= 1 for r in rows)
+
+
+class NextTokenOracle:
+    """Stand-in model whose argmax is the true next token, except at one answer position (if given)."""
+
+    def __init__(self, wrong_at: int | None = None):
+        self.tok, self.wrong_at = default_tokenizer(), wrong_at
+
+    def __call__(self, x):
+        pad, eos = self.tok.pad_id, self.tok.eos_id
+        nxt = torch.cat([x[:, 1:], torch.full_like(x[:, :1], pad)], 1)
+        pred = torch.where(nxt == pad, torch.full_like(x, eos), nxt)  # (B, T); eos follows the last input
+        if self.wrong_at is not None:  # answer position 0 is predicted at the "=" token
+            rows, t_eq = (x == self.tok.stoi["="]).nonzero(as_tuple=True)
+            pred[rows, t_eq + self.wrong_at] = pad
+        return torch.nn.functional.one_hot(pred, len(self.tok)).float()
+
+
+def test_answer_position_accuracy_locates_the_wrong_position():
+    exs = make_eval_set("reverse_add", 3, 12, 0, 10) + make_eval_set("reverse_add", 2, 5, 0, 10)
+    acc, n = answer_position_accuracy(NextTokenOracle(), exs, batch_size=7)
+    # length 3: 4 answer digits + eos; length 2: 3 digits + eos -> position 4 only for length 3
+    np.testing.assert_array_equal(n, [17, 17, 17, 17, 12])
+    np.testing.assert_array_equal(acc, np.ones(5))
+    acc, _ = answer_position_accuracy(NextTokenOracle(wrong_at=2), exs, batch_size=7)
+    np.testing.assert_array_equal(acc, [1, 1, 0, 1, 1])
+    assert teacher_forced(NextTokenOracle(wrong_at=2), exs).exact_match == 0
+
+
+def test_answer_position_accuracy_sums_to_token_accuracy(toy_model):
+    model, _ = toy_model
+    exs = make_eval_set("copy", 6, 40, seed=0, modulus=10)
+    acc, n = answer_position_accuracy(model, exs, batch_size=16)
+    assert (acc * n).sum() / n.sum() == pytest.approx(teacher_forced(model, exs).token_accuracy)
+    assert acc.min() < 1  # informative only where the model errs somewhere
 
 
 def test_gap_bounds_and_normalization():

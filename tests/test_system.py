@@ -143,6 +143,18 @@ def test_length_buckets_give_the_full_batch_loss_and_gradient(smoke_cfg, pos_enc
             torch.testing.assert_close(g_k, g1, rtol=1e-4, atol=1e-6)
 
 
+def test_cpu_id_reads_the_first_processor(tmp_path):
+    from lengen.train import _cpu_id
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\n"
+                    "model name\t: AMD EPYC\n\nprocessor\t: 1\ncpu family\t: 25\nmodel\t\t: 17\n")
+    assert _cpu_id(str(info)) == "family 26 model 2"
+    info.write_text("processor\t: 0\nmodel name\t: Some ARM core\n")
+    assert _cpu_id(str(info)) is None
+    assert _cpu_id(str(tmp_path / "missing")) is None
+
+
 def test_float_path_names_the_kernel_caps_set(monkeypatch):
     from lengen.train import FLOAT_PATH_ENV, float_path
 
