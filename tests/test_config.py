@@ -30,6 +30,20 @@ def test_profiles_validate(profile):
                 assert (cfg.groups[g].baseline, pe) in trained, (g, pe)
 
 
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "paper"])
+def test_every_defined_group_can_be_added_to_the_ablation(profile):
+    # groups defined but not run by default (mazes, one-auxiliary, the other paper groups) must parse,
+    # position range included, the moment a user lists them in ablation.groups
+    r = raw(profile)
+    extra = [g for g in r["groups"] if g not in r["experiment"]["groups"]]
+    if not extra:  # the paper profile trains every group it defines in the experiment
+        assert profile == "paper"
+        return
+    r["ablation"]["groups"] = extra
+    cfg = parse_config(r)
+    assert {run.group_name for run in cfg.ablation_runs()} == set(r["ablation"]["groups"])
+
+
 def test_params_yaml_validates():
     assert load_config().profile in ("smoke", "cpu", "paper")
 
@@ -54,7 +68,9 @@ def mutate(fn, profile="smoke"):
     (lambda r: r["groups"]["add_alone"].update(main={}), r"needs exactly one task, got none"),
     (lambda r: r["groups"]["add_alone"].update(main={"reverse_add": 0}), r"length 0 is out of range; allowed 1"),
     (lambda r: r["groups"]["add_alone"].update(main={"dfs_trace": 65}, eval_max=65), r"length 65 is out of range; allowed 2..64"),
-    (lambda r: r["experiment"].update(groups=[]), r"experiment.groups: must not be empty"),
+    (lambda r: r["experiment"].update(groups=[]), r"params: experiment: groups must not be empty"),
+    (lambda r: r["ablation"].update(groups=[]), r"params: ablation: groups must not be empty"),
+    (lambda r: r["ablation"].update(pos_encodings=["alibi"]), r"params: ablation: pos_encodings: 'alibi'"),
     (lambda r: r["experiment"].update(groups=["nope"]), r"unknown group 'nope'"),
     (lambda r: r["experiment"].update(pos_encodings=["alibi"]), r"'alibi' is not one of"),
     (lambda r: r["model"].update(max_seq_len=20), r"model.max_seq_len: 20 is too short for group"),
