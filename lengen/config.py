@@ -221,10 +221,10 @@ class ExperimentConfig:
 
     def __post_init__(self):
         # Messages name the key only: this class parses both `experiment` and `ablation`, and the
-        # parser prefixes the section it was given ("params: ablation: groups must not be empty").
+        # parser prefixes the section it was given ("params: ablation: groups: must not be empty").
         for k in ("groups", "pos_encodings", "seeds"):
             if not getattr(self, k):
-                raise ValueError(f"{k} must not be empty")
+                raise ValueError(f"{k}: must not be empty")
         for pe in self.pos_encodings:
             if pe not in POS_ENCODINGS:
                 raise ValueError(f"pos_encodings: {pe!r} is not one of {POS_ENCODINGS}")
