@@ -22,14 +22,15 @@ import numpy as np
 from _scoring import add_options, checkpoint, setup
 from lengen.data import make_eval_sets
 from lengen.evaluate import teacher_forced
+from lengen.tasks import get_task
 from lengen.train import load_system
 
 LOG = Path(__file__).with_name("maze_answer_length.jsonl")
 
 
 def longest_answer(task: str, nodes: int) -> int:
-    """Most answer nodes a maze of ``nodes`` nodes can need."""
-    return 2 * nodes - 1 if task == "dfs_trace" else nodes
+    """Most answer nodes a maze of ``nodes`` nodes can need (a far-query variant as its base task)."""
+    return 2 * nodes - 1 if (get_task(task).variant_of or task) == "dfs_trace" else nodes
 
 
 def split_scores(model, task: str, lengths: list[int], train_nodes: int, n: int, seed: int,
@@ -51,7 +52,8 @@ def split_scores(model, task: str, lengths: list[int], train_nodes: int, n: int,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", help="NAME=DIR (a recipe_search.py search dir or a pipeline run dir)")
-    ap.add_argument("--task", default="dfs_trace", choices=["dfs_trace", "shortest_path"])
+    ap.add_argument("--task", default="dfs_trace",
+                    choices=["dfs_trace", "shortest_path", "dfs_trace_far", "shortest_path_far"])
     ap.add_argument("--train-nodes", type=int, required=True, help="the main task's maximum training size")
     add_options(ap, lengths="5-12")
     args = ap.parse_args()

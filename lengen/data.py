@@ -43,7 +43,7 @@ IGNORE = -100  # label of positions without loss (prompt, padding)
 def format_example(task: str, ex: Example, tok: Tokenizer | None = None) -> tuple[list[int], int]:
     """Token ids of the whole sequence and the number of prompt tokens (bos + marker + prompt)."""
     tok = tok or default_tokenizer()
-    prompt = [tok.bos_id, tok.stoi[f"<{task}>"]] + tok.encode(ex.prompt)
+    prompt = [tok.bos_id, tok.stoi[get_task(task).marker]] + tok.encode(ex.prompt)
     return prompt + tok.encode(ex.target) + [tok.eos_id], len(prompt)
 
 

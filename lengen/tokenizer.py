@@ -6,7 +6,7 @@ Every character of a task string is one token, except two multi-character forms:
 therefore never content.
 
 The vocabulary is fixed and ordered: specials, characters, maze nodes, then one marker per registered
-task (sorted by name), so the ids of specials, characters and nodes never change when a task is added.
+task (sorted by name; a task's input-distribution variant shares its marker), so the ids of specials, characters and nodes never change when a task is added.
 """
 from __future__ import annotations
 
@@ -54,5 +54,5 @@ def default_tokenizer() -> Tokenizer:
     """The project-wide vocabulary: specials, characters, maze nodes, task markers."""
     from lengen.tasks import TASKS
 
-    markers = [f"<{name}>" for name in sorted(TASKS)]
+    markers = [f"<{name}>" for name in sorted(TASKS) if TASKS[name].variant_of is None]
     return Tokenizer(list(SPECIALS) + list(CHARS) + list(NODES) + markers)

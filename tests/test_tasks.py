@@ -19,20 +19,22 @@ from lengen.tokenizer import CHARS, NODES, default_tokenizer, split
 FAMILIES = {
     "arithmetic": ["reverse_add", "no_carry", "carry_only", "reverse_subtract", "cot_multiply", "copy_first_op"],
     "strings": ["copy", "capitalize", "reverse", "capitalize_reverse", "mqar"],
-    "mazes": ["dfs_trace", "shortest_path"],
+    "mazes": ["dfs_trace", "shortest_path", "dfs_trace_far", "shortest_path_far"],
 }
+VARIANTS = {"dfs_trace_far": "dfs_trace", "shortest_path_far": "shortest_path"}  # same function, other inputs
 ALL = [name for names in FAMILIES.values() for name in names]
 # Longest lengths evaluated anywhere in the project, per task.
-EVAL_MAX = {name: 512 for name in ALL} | {"mqar": 62, "dfs_trace": 64, "shortest_path": 64}
+EVAL_MAX = {name: 512 for name in ALL} | {"mqar": 62} | {name: 64 for name in FAMILIES["mazes"]}
 
 
-def test_all_thirteen_registered_with_metadata():
-    assert len(ALL) == 13
+def test_all_fifteen_registered_with_metadata():
+    assert len(ALL) == 15 and sorted(TASKS) == sorted(ALL)
     for family, names in FAMILIES.items():
         for name in names:
             task = TASKS[name]
             assert task.name == name and task.family == family
-            assert task.marker == f"<{name}>"
+            assert task.variant_of == VARIANTS.get(name)
+            assert task.marker == f"<{VARIANTS.get(name, name)}>"
     assert get_task("mqar").max_length == 62 and get_task("mqar").length_unit == "pairs"
     for name in FAMILIES["mazes"]:
         t = get_task(name)
@@ -56,7 +58,8 @@ def test_length_zero_rejected(name):
 
 @pytest.mark.parametrize(
     "name,length",
-    [("dfs_trace", 65), ("shortest_path", 65), ("dfs_trace", 1), ("shortest_path", 1), ("mqar", 63)],
+    [("dfs_trace", 65), ("shortest_path", 65), ("dfs_trace", 1), ("shortest_path", 1), ("mqar", 63),
+     ("dfs_trace_far", 65), ("shortest_path_far", 1)],
 )
 def test_length_out_of_range_rejected(name, length):
     with pytest.raises(ValueError, match=rf"\b{length}\b"):
@@ -121,7 +124,28 @@ def test_max_tokens_bound_at_longest_length(name):
 def test_markers_in_vocabulary():
     tok = default_tokenizer()
     for name in ALL:
-        assert len(tok.encode(f"<{name}>")) == 1
+        assert len(tok.encode(get_task(name).marker)) == 1
+
+
+def test_variants_leave_the_vocabulary_unchanged():
+    """A variant shares its base task's marker: no new token, so every model's embedding -- and with it
+    every initialization and every number trained before the variant existed -- stays as it was."""
+    tok = default_tokenizer()
+    markers = [t for t in tok.itos if t.startswith("<") and t not in ("<pad>", "<bos>", "<eos>", "<sep>")]
+    assert markers == [f"<{n}>" for n in sorted(set(ALL) - set(VARIANTS))]
+    assert len(tok) == 4 + len(CHARS) + len(NODES) + 13 == 155
+    for name in VARIANTS:
+        assert f"<{name}>" not in tok.stoi
+
+
+def test_variant_of_must_name_a_registered_task():
+    from lengen.tasks.base import Task, register
+
+    task = get_task("shortest_path_far")
+    with pytest.raises(ValueError, match="variant_of 'nope' is not registered"):
+        register(Task(name="new_name", family="mazes", generate=task.generate, max_tokens=task.max_tokens,
+                      variant_of="nope"))
+    assert "new_name" not in TASKS
 
 
 @pytest.mark.parametrize("module", [arithmetic, strings, mazes])

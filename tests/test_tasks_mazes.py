@@ -11,9 +11,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from lengen.tasks import Example, get_task
-from lengen.tasks.mazes import format_prompt, is_valid_path, maze_example, parse_maze
+from lengen.tasks.mazes import farthest_nodes, format_prompt, is_valid_path, maze_example, parse_maze
 
-NAMES = ["dfs_trace", "shortest_path"]
+NAMES = ["dfs_trace", "shortest_path", "dfs_trace_far", "shortest_path_far"]
+BASE = {"dfs_trace_far": "dfs_trace", "shortest_path_far": "shortest_path"}  # far-query variants
 
 
 def rc(cell: int) -> tuple[int, int]:
@@ -100,7 +101,10 @@ def check(name: str, ex: Example, n: int) -> None:
     check_tree(adj, n)
     assert start != end and start in adj and end in adj
     got = node_list(ex.target)
-    if name == "shortest_path":
+    if name in BASE:  # far query: no node is farther from the start than the end
+        dist = {v: len(bfs_path(adj, start, v)) for v in adj}
+        assert dist[end] == max(dist.values()), (ex.prompt, dist)
+    if BASE.get(name, name) == "shortest_path":
         assert got == bfs_path(adj, start, end)
     else:
         assert got == recursive_dfs(adj, start, end)
@@ -149,6 +153,31 @@ def test_same_seed_same_maze_for_both_tasks():
         a = get_task("dfs_trace").sample(random.Random(seed), 30)
         b = get_task("shortest_path").sample(random.Random(seed), 30)
         assert a.prompt == b.prompt
+
+
+def test_far_variant_draws_the_same_maze_and_a_farthest_end():
+    """A far-query variant draws the same maze from a seed as its base task; only the query differs,
+    its answers are longer on average, and the end is drawn among *all* the farthest nodes."""
+    far_len = uniform_len = 0
+    for seed in range(200):
+        for name, base in BASE.items():
+            a = get_task(name).sample(random.Random(seed), 12)
+            b = get_task(base).sample(random.Random(seed), 12)
+            assert a.prompt.split("?")[0] == b.prompt.split("?")[0]
+        far_len += len(node_list(a.target))
+        uniform_len += len(node_list(b.target))
+    assert far_len > 1.4 * uniform_len  # 12 nodes: 9.3 vs 5.3 nodes on average
+    star = {1: [2, 9], 2: [1], 9: [1]}
+    assert farthest_nodes(star, 1) == [2, 9] and farthest_nodes(star, 2) == [9]
+    assert farthest_nodes({5: []}, 5) == [5]
+    # Ties: a 3-node path queried from its middle has two farthest ends; both must be drawn.
+    lower = upper = 0
+    for seed in range(2000):
+        adj, start, end = ref_parse(get_task("shortest_path_far").sample(random.Random(seed), 3).prompt)
+        if len(adj[start]) == 2:
+            lower += end == min(adj[start])
+            upper += end == max(adj[start])
+    assert lower > 100 and upper > 100, (lower, upper)
 
 
 @settings(max_examples=200, deadline=None)

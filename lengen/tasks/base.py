@@ -33,6 +33,9 @@ class Task:
                  check that every evaluation length fits the model's position range before compute.
     max_length:  largest length the task can produce (maze grid: 64 nodes), None if unbounded.
     length_unit: what "length" counts, for axis labels ("digits", "characters", "nodes").
+    variant_of:  for a task that computes the same function as another on a different input
+                 distribution (``shortest_path_far``), that task's name: the two share one marker, so
+                 adding a variant leaves the vocabulary -- and every model's initialization -- unchanged.
     """
 
     name: str
@@ -42,10 +45,11 @@ class Task:
     max_length: int | None = None
     min_length: int = 1
     length_unit: str = "characters"
+    variant_of: str | None = None
 
     @property
     def marker(self) -> str:
-        return f"<{self.name}>"
+        return f"<{self.variant_of or self.name}>"
 
     def check_length(self, length: int) -> None:
         """Raise ValueError naming the length and the allowed range if the task cannot make it."""
@@ -69,6 +73,8 @@ TASKS: dict[str, Task] = {}
 def register(task: Task) -> Task:
     if task.name in TASKS:
         raise ValueError(f"task {task.name!r} is registered twice")
+    if task.variant_of is not None and task.variant_of not in TASKS:
+        raise ValueError(f"task {task.name!r}: variant_of {task.variant_of!r} is not registered (yet)")
     TASKS[task.name] = task
     return task
 

@@ -29,6 +29,15 @@ uniformly (an ordered pair). Example (path 1-2-10): ``[1]:[2];[2]:[1][10];[10]:[
   stops when the end node is emitted. At most 2n-1 nodes.
 * ``shortest_path``: the unique tree path from start to end, both included.
 
+Far-query variants (``dfs_trace_far``, ``shortest_path_far``; our addition, not the paper's): the same
+maze and the same answer for a given prompt, but the query is drawn so that the answer grows with the
+maze -- the start uniform over the tree, the end uniform over the nodes **farthest** from it (tree
+distance). Under uniform queries a bigger maze often has a short answer, so a model can "generalize over
+nodes" by reading a longer prompt without ever writing a longer answer (README, "Mazes at CPU scale");
+under far queries an n-node maze's path has at least ceil((d+1)/2) nodes for a tree of diameter d nodes.
+A variant computes the same function as its base task, so it shares the base task's marker
+(``Task.variant_of``) and the vocabulary does not change.
+
 ``parse_maze`` reads a prompt back; ``is_valid_path`` checks a model's output as a walk in the maze.
 """
 from __future__ import annotations
@@ -46,6 +55,7 @@ __all__ = [
     "format_prompt",
     "dfs",
     "maze_example",
+    "farthest_nodes",
     "parse_maze",
     "is_valid_path",
 ]
@@ -178,9 +188,30 @@ def maze_example(task: str, adj: dict[int, list[int]], start: int, end: int) -> 
     return Example(format_prompt(adj, start, end), "".join(_TOK[v] for v in nodes))
 
 
-def _sample(rng: random.Random, length: int, task: str) -> Example:
+def farthest_nodes(adj: dict[int, list[int]], start: int) -> list[int]:
+    """The nodes at the largest tree distance from ``start``, ascending.
+
+    >>> farthest_nodes({1: [2, 9], 2: [1, 3], 3: [2], 9: [1]}, 9)
+    [3]
+    >>> farthest_nodes({1: [2, 9], 2: [1], 9: [1]}, 1)
+    [2, 9]
+    """
+    seen, ring = {start}, [start]
+    while True:  # breadth-first, one ring of equal distance at a time; the last ring is the answer
+        nxt = sorted({w for v in ring for w in adj[v]} - seen)
+        if not nxt:
+            return sorted(ring)
+        seen.update(nxt)
+        ring = nxt
+
+
+def _sample(rng: random.Random, length: int, task: str, query: str = "uniform") -> Example:
     adj = wilson_tree(rng, length)
-    start, end = rng.sample(sorted(adj), 2)
+    if query == "uniform":  # an ordered pair of distinct nodes
+        start, end = rng.sample(sorted(adj), 2)
+    else:  # "far": the end among the nodes farthest from a uniform start
+        start = rng.choice(sorted(adj))
+        end = rng.choice(farthest_nodes(adj, start))
     return maze_example(task, adj, start, end)
 
 
@@ -194,6 +225,18 @@ def shortest_path(rng: random.Random, length: int) -> Example:
     """``shortest_path``: tree 1-2, 1-9, start 1, end 9:
     ``[1]:[2][9];[2]:[1];[9]:[1];?[1][9]=`` -> ``[1][9]``."""
     return _sample(rng, length, "shortest_path")
+
+
+def dfs_trace_far(rng: random.Random, length: int) -> Example:
+    """``dfs_trace`` under far queries: tree 1-2, 2-3, 1-9, start 9 (the farthest node is 3):
+    ``[1]:[2][9];[2]:[1][3];[3]:[2];[9]:[1];?[9][3]=`` -> ``[9][1][2][3]``."""
+    return _sample(rng, length, "dfs_trace", query="far")
+
+
+def shortest_path_far(rng: random.Random, length: int) -> Example:
+    """``shortest_path`` under far queries: tree 1-2, 1-9, start 1 (farthest: 2 and 9), end 2:
+    ``[1]:[2][9];[2]:[1];[9]:[1];?[1][2]=`` -> ``[1][2]``."""
+    return _sample(rng, length, "shortest_path", query="far")
 
 
 # --- reading prompts and checking outputs -----------------------------------------------------------
@@ -239,10 +282,12 @@ def is_valid_path(prompt: str, output: str) -> bool:
 
 # Bound: prompt n nodes + n ':' + 2(n-1) neighbour tokens + n ';' + '?' + 2 nodes + '=' = 5n + 2;
 # the DFS trace has at most 2n - 1 nodes (each tree edge walked at most twice), the path at most n.
-for _generate in (dfs_trace, shortest_path):
+for _generate, _base in ((dfs_trace, None), (shortest_path, None),
+                         (dfs_trace_far, "dfs_trace"), (shortest_path_far, "shortest_path")):
     register(
         Task(
             name=_generate.__name__,
+            variant_of=_base,
             family="mazes",
             generate=_generate,
             max_tokens=lambda n: (5 * n + 2) + (2 * n - 1),
