@@ -209,9 +209,11 @@ def _sample(rng: random.Random, length: int, task: str, query: str = "uniform") 
     adj = wilson_tree(rng, length)
     if query == "uniform":  # an ordered pair of distinct nodes
         start, end = rng.sample(sorted(adj), 2)
-    else:  # "far": the end among the nodes farthest from a uniform start
+    elif query == "far":  # the end among the nodes farthest from a uniform start
         start = rng.choice(sorted(adj))
         end = rng.choice(farthest_nodes(adj, start))
+    else:
+        raise ValueError(f"maze query must be 'uniform' or 'far', got {query!r}")
     return maze_example(task, adj, start, end)
 
 
