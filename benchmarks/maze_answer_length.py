@@ -22,7 +22,7 @@ import numpy as np
 from _scoring import add_options, checkpoint, setup
 from lengen.data import make_eval_sets
 from lengen.evaluate import teacher_forced
-from lengen.tasks import get_task
+from lengen.tasks import TASKS, get_task
 from lengen.train import load_system
 
 LOG = Path(__file__).with_name("maze_answer_length.jsonl")
@@ -53,7 +53,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", help="NAME=DIR (a recipe_search.py search dir or a pipeline run dir)")
     ap.add_argument("--task", default="dfs_trace",
-                    choices=["dfs_trace", "shortest_path", "dfs_trace_far", "shortest_path_far"])
+                    choices=[n for n, t in sorted(TASKS.items()) if t.family == "mazes"])
     ap.add_argument("--train-nodes", type=int, required=True, help="the main task's maximum training size")
     add_options(ap, lengths="5-12")
     args = ap.parse_args()

@@ -6,7 +6,8 @@ Every character of a task string is one token, except two multi-character forms:
 therefore never content.
 
 The vocabulary is fixed and ordered: specials, characters, maze nodes, then one marker per registered
-task (sorted by name; a task's input-distribution variant shares its marker), so the ids of specials, characters and nodes never change when a task is added.
+task (sorted by name; a task's input-distribution variant shares its marker), so the ids of specials,
+characters and nodes never change when a task is added.
 """
 from __future__ import annotations
 

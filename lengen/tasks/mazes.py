@@ -205,15 +205,13 @@ def farthest_nodes(adj: dict[int, list[int]], start: int) -> list[int]:
         ring = nxt
 
 
-def _sample(rng: random.Random, length: int, task: str, query: str = "uniform") -> Example:
+def _sample(rng: random.Random, length: int, task: str, far: bool = False) -> Example:
     adj = wilson_tree(rng, length)
-    if query == "uniform":  # an ordered pair of distinct nodes
-        start, end = rng.sample(sorted(adj), 2)
-    elif query == "far":  # the end among the nodes farthest from a uniform start
+    if far:  # the end among the nodes farthest from a uniform start
         start = rng.choice(sorted(adj))
         end = rng.choice(farthest_nodes(adj, start))
-    else:
-        raise ValueError(f"maze query must be 'uniform' or 'far', got {query!r}")
+    else:  # an ordered pair of distinct nodes
+        start, end = rng.sample(sorted(adj), 2)
     return maze_example(task, adj, start, end)
 
 
@@ -232,13 +230,13 @@ def shortest_path(rng: random.Random, length: int) -> Example:
 def dfs_trace_far(rng: random.Random, length: int) -> Example:
     """``dfs_trace`` under far queries: tree 1-2, 2-3, 1-9, start 9 (the farthest node is 3):
     ``[1]:[2][9];[2]:[1][3];[3]:[2];[9]:[1];?[9][3]=`` -> ``[9][1][2][3]``."""
-    return _sample(rng, length, "dfs_trace", query="far")
+    return _sample(rng, length, "dfs_trace", far=True)
 
 
 def shortest_path_far(rng: random.Random, length: int) -> Example:
     """``shortest_path`` under far queries: tree 1-2, 1-9, start 1 (farthest: 2 and 9), end 2:
     ``[1]:[2][9];[2]:[1];[9]:[1];?[1][2]=`` -> ``[1][2]``."""
-    return _sample(rng, length, "shortest_path", query="far")
+    return _sample(rng, length, "shortest_path", far=True)
 
 
 # --- reading prompts and checking outputs -----------------------------------------------------------
