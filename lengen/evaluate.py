@@ -1,4 +1,4 @@
-"""Per-length evaluation, tidy records and the generalization gap.
+"""Per-length evaluation: scoring a model on fixed sets of examples.
 
 Two ways to score a set, which agree (``tests/test_evaluate.py`` checks it on a trained toy model):
 
@@ -8,75 +8,23 @@ Two ways to score a set, which agree (``tests/test_evaluate.py`` checks it on a 
   long as every argmax is right, and stops exactly there.
 * :func:`greedy` — true autoregressive greedy decoding with the KV cache (prompts bucketed by length).
 
-Records are tidy rows (one per run × task × length × step), written to CSV/JSON that DVC tracks.
+:func:`score_sets` turns the scores into tidy records (``lengen.records.RECORD_FIELDS``); the gap and
+every other reading of the records live in :mod:`lengen.records`; device and precision in
+:mod:`lengen.runtime`.
 """
 from __future__ import annotations
 
-import contextlib
-import functools
-import os
-import re
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable
 
 import numpy as np
 import torch
 
 from lengen.data import IGNORE, EvalExample, collate, format_example
+from lengen.runtime import model_device
 from lengen.tasks import Example
 from lengen.tokenizer import Tokenizer, default_tokenizer
-
-RECORD_FIELDS = ("run_id", "group", "task", "role", "length", "in_distribution", "n", "exact_match",
-                 "token_accuracy", "step", "seed", "pos_encoding")
-
-
-def native_bf16(device: torch.device | str = "cpu") -> bool:
-    """Whether bf16 matrix products run natively on ``device``. On a CPU without it (AVX2 only, e.g.
-    AMD Zen 2) PyTorch emulates them: a bf16 matmul was ~50x slower than fp32 there (README, Speed)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and _cpu_native_bf16()
-
-
-# oneDNN ISA caps (``ONEDNN_MAX_CPU_ISA``) below its first bf16 ISA: with one set, bf16 is emulated even on
-# a CPU whose flags list bf16 (capping kernels to AVX2 on an AVX-512 CPU: README, "The arithmetic recipe", run 22).
-_ONEDNN_CAPS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
-
-
-@functools.cache  # autocast_context asks on every batch: read the CPU flags once per process
-def _cpu_native_bf16() -> bool:
-    if os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper() in _ONEDNN_CAPS_WITHOUT_BF16:
-        return False
-    try:
-        flags = open("/proc/cpuinfo").read()
-        return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
-    except OSError:  # not Linux: ask oneDNN
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
-def resolve_precision(precision: str, device: torch.device | str = "cpu") -> str:
-    """``auto`` -> ``bf16-mixed`` where bf16 is native on ``device``, else ``32-true``; others unchanged."""
-    if precision != "auto":
-        return precision
-    return "bf16-mixed" if native_bf16(device) else "32-true"
-
-
-def default_device() -> torch.device:
-    """The device Lightning's ``accelerator="auto"`` picks for one process."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def autocast_context(precision: str, device: torch.device | str = "cpu"):
-    """The autocast used in training, so evaluation scores the model as it trains."""
-    precision = resolve_precision(precision, device)
-    device_type = torch.device(device).type
-    if precision.startswith("bf16"):
-        return torch.autocast(device_type, dtype=torch.bfloat16)
-    if precision.startswith("16") and device_type == "cuda":
-        return torch.autocast("cuda", dtype=torch.float16)
-    return contextlib.nullcontext()
 
 
 @dataclass
@@ -95,12 +43,6 @@ class SetScore:
 
 
 Formatter = Callable[[str, Example], tuple[list[int], int]]
-
-
-def model_device(model) -> torch.device:
-    """Where the model's weights live (CPU for a parameter-less stand-in, as in the head tests)."""
-    params = getattr(model, "parameters", None)
-    return next(params()).device if params is not None else torch.device("cpu")
 
 
 def _teacher_forced_batches(model, examples: list[EvalExample], batch_size: int, fmt: Formatter | None,
@@ -149,7 +91,6 @@ def answer_position_accuracy(model, examples: list[EvalExample], batch_size: int
     return np.divide(ok_by, n_by, out=np.full(len(n_by), np.nan), where=n_by > 0), n_by
 
 
-
 @torch.no_grad()
 def greedy(model, examples: list[EvalExample], batch_size: int = 256, tok: Tokenizer | None = None) -> SetScore:
     """Greedy decoding with the KV cache; exact match of the generated answer + eos."""
@@ -191,48 +132,3 @@ def score_sets(model, sets: dict[tuple[str, int], list[EvalExample]], *, run_id:
             token_accuracy=s.token_accuracy, step=step, seed=seed, pos_encoding=pos_encoding,
         ))
     return rows
-
-
-# ---------------------------------------------------------------------------------------------
-# Generalization gap
-
-
-def generalization_gap(main: dict[int, float], aux: dict[int, float], lengths: Iterable[int] | None = None) -> float:
-    """Normalized area between two accuracy-vs-length curves, in [0, 1]; 0 = the curves coincide.
-
-    gap = ∫ |acc_main(ℓ) − acc_aux(ℓ)| dℓ / (ℓ_max − ℓ_min), by the trapezoid rule over the lengths
-    both curves were evaluated at (or ``lengths``). Dividing by the span of the length axis makes it
-    the mean absolute accuracy difference per unit length, so it is comparable across grids of
-    different spacing and range. A single common length gives the plain absolute difference.
-
-    The paper's 7×7 heat map is symmetric in this sense (main ≫ aux also gives a large gap), so we use
-    the absolute difference rather than a one-sided one.
-    """
-    common = sorted(set(main) & set(aux) if lengths is None else lengths)
-    if not common:
-        raise ValueError("the two curves share no evaluated length")
-    diff = np.array([abs(main[l] - aux[l]) for l in common], dtype=float)
-    if len(common) == 1:
-        return float(diff[0])
-    x = np.array(common, dtype=float)
-    return float(np.trapezoid(diff, x) / (x[-1] - x[0]))
-
-
-def curve(records, task: str, step: int | None = None) -> dict[int, float]:
-    """Exact match by length for one task of one run (at ``step``; default the last step)."""
-    rows = [r for r in records if r["task"] == task]
-    if not rows:
-        raise ValueError(f"no records for task {task!r}")
-    step = max(r["step"] for r in rows) if step is None else step
-    return {int(r["length"]): float(r["exact_match"]) for r in rows if r["step"] == step}
-
-
-def group_gap(records, group, step: int | None = None) -> float:
-    """Gap between the main task and the mean curve of the auxiliaries (pointwise mean)."""
-    if not group.aux:
-        raise ValueError("a group without auxiliaries has no generalization gap")
-    main = curve(records, group.main_task, step)
-    aux_curves = [curve(records, t, step) for t in group.aux]
-    common = set.intersection(*(set(c) for c in aux_curves))
-    aux = {l: float(np.mean([c[l] for c in aux_curves])) for l in common}
-    return generalization_gap(main, aux)

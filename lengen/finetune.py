@@ -41,8 +41,10 @@ import torch.nn.functional as F
 from lengen import paths
 from lengen.config import PRECISIONS, Config, DataConfig, GroupConfig, _build, _fail, _positive
 from lengen.data import IGNORE, TrainStream, make_eval_sets
-from lengen.evaluate import RECORD_FIELDS, autocast_context, score_sets
+from lengen.evaluate import score_sets
 from lengen.pretrained import INITS, MODEL_DIR, MODELS, PROVENANCE, build_model
+from lengen.records import RECORD_FIELDS
+from lengen.runtime import autocast_context
 
 BETAS = (0.9, 0.98)  # the paper's AdamW betas (as the small-model runs)
 EPS = 1e-8

@@ -1,3 +1,4 @@
+"""Scoring: teacher-forced and greedy exact match agree, tidy records, accuracy per answer position."""
 import numpy as np
 import pytest
 import torch
@@ -5,8 +6,7 @@ import torch.nn.functional as F
 
 from lengen.config import GroupConfig
 from lengen.data import IGNORE, TrainStream, make_eval_set
-from lengen.evaluate import (answer_position_accuracy, generalization_gap, greedy, group_gap, score_sets,
-                             teacher_forced)
+from lengen.evaluate import answer_position_accuracy, greedy, score_sets, teacher_forced
 from lengen.model import ModelConfig, Transformer
 from lengen.tokenizer import default_tokenizer
 
@@ -84,57 +84,3 @@ def test_answer_position_accuracy_sums_to_token_accuracy(toy_model):
     acc, n = answer_position_accuracy(model, exs, batch_size=16)
     assert (acc * n).sum() / n.sum() == pytest.approx(teacher_forced(model, exs).token_accuracy)
     assert acc.min() < 1  # informative only where the model errs somewhere
-
-
-def test_gap_bounds_and_normalization():
-    ones = {l: 1.0 for l in range(1, 11)}
-    zeros = {l: 0.0 for l in range(1, 11)}
-    assert generalization_gap(ones, ones) == 0
-    assert generalization_gap(ones, zeros) == pytest.approx(1.0)
-    half = {l: (1.0 if l <= 5 else 0.0) for l in range(1, 11)}
-    g = generalization_gap(half, ones)
-    assert 0.4 < g < 0.6
-    # Normalized by span: a coarser grid over the same curves gives about the same value.
-    coarse = [1, 3, 5, 6, 8, 10]
-    assert generalization_gap(half, ones, coarse) == pytest.approx(g, abs=0.1)
-    assert generalization_gap({3: 0.2}, {3: 0.7}) == pytest.approx(0.5)
-    with pytest.raises(ValueError, match="share no evaluated length"):
-        generalization_gap({1: 1.0}, {2: 1.0})
-
-
-def test_group_gap_uses_mean_of_auxiliaries():
-    group = GroupConfig(main={"reverse_add": 2}, aux={"no_carry": 4, "carry_only": 4}, eval_max=4)
-    rec = lambda task, accs: [dict(task=task, length=l, exact_match=a, step=10) for l, a in zip((1, 2, 3, 4), accs)]  # noqa: E731
-    records = rec("reverse_add", [1, 1, 1, 1]) + rec("no_carry", [1, 1, 1, 1]) + rec("carry_only", [1, 1, 0, 0])
-    # aux mean: 1, 1, .5, .5 -> |diff| 0, 0, .5, .5 -> trapezoid area .25 + .5 = .75 over span 3
-    assert group_gap(records, group) == pytest.approx(0.25)
-
-
-def test_auto_precision_is_bf16_only_where_bf16_is_native(monkeypatch):
-    from lengen import evaluate as ev
-
-    assert ev.resolve_precision("32-true") == "32-true" and ev.resolve_precision("bf16-mixed") == "bf16-mixed"
-    for native, expected in ((True, "bf16-mixed"), (False, "32-true")):
-        monkeypatch.setattr(ev, "native_bf16", lambda device="cpu", n=native: n)
-        assert ev.resolve_precision("auto") == expected
-        ctx = ev.autocast_context("auto")
-        assert isinstance(ctx, torch.autocast) == native  # evaluation scores as training runs
-
-
-def test_native_bf16_reads_the_cpu_flags(monkeypatch, tmp_path):
-    import builtins
-
-    from lengen import evaluate as ev
-
-    real_open = builtins.open
-    for flags, expected in (("fpu avx2 fma", False), ("avx512f avx512_bf16", True), ("amx_bf16 amx_tile", True)):
-        (tmp_path / "cpuinfo").write_text(f"flags\t\t: {flags}\n")
-        ev._cpu_native_bf16.cache_clear()  # read once per process: make it read this file
-        monkeypatch.setattr(builtins, "open", lambda p, *a, **k: real_open(tmp_path / "cpuinfo" if p == "/proc/cpuinfo" else p, *a, **k))
-        assert ev.native_bf16("cpu") is expected
-    # A oneDNN ISA cap below bf16 (the AVX2 float path on an AVX-512 CPU) makes bf16 non-native again.
-    for cap, expected in (("AVX2", False), ("avx512_core", False), ("AVX512_CORE_BF16", True), ("ALL", True)):
-        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
-        ev._cpu_native_bf16.cache_clear()
-        assert ev.native_bf16("cpu") is expected
-    ev._cpu_native_bf16.cache_clear()

@@ -39,7 +39,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from lengen import paths
 from lengen.data import IGNORE
-from lengen.evaluate import autocast_context, default_device, resolve_precision
+from lengen.runtime import autocast_context, default_device, resolve_precision
 from lengen.formal.config import Arch, FormalConfig
 from lengen.formal.data import (Task, TrainStream, collate, encode, eval_sets, get_task, max_positions, objective,
                                 seed_of)
