@@ -54,7 +54,7 @@ def main() -> None:
     run = cfg.run(args.group, args.pe, args.seed)
     out = Path("/tmp/lengen-search") / args.name
     t0 = time.time()
-    res = train_run(run, eval_dir=out / "eval", run_dir=out / "run", reports_dir=out / "reports",
+    res = train_run(run, eval_dir=out / "eval", runs_root=out / "runs", reports_dir=out / "reports",
                     progress=False, resume=True)
     final = res.records[res.records.step == res.records.step.max()]
     main_curve = final[final.task == run.group.main_task].sort_values("length")

@@ -1,23 +1,22 @@
-"""The training system (LightningModule) and the per-length evaluation callback.
+"""The training systems (LightningModules): one model, its loss, its optimizer and schedule.
 
-The model (``lengen.model``) is a plain ``nn.Module``; everything about *training* it — optimizer,
-schedule, random APE offsets, logging — lives here. The callback evaluates every ``eval_every`` steps
-on the fixed evaluation sets, appends tidy records (kept in the checkpoint, so a resumed run has the
-complete history), and keeps a checkpoint at each evaluation step for the head analysis.
+The model (``lengen.model.Transformer``, or the pretrained wrapper of ``lengen.finetune``) is a plain
+``nn.Module``; what it takes to *train* it lives here: the loss over the target tokens, AdamW without
+weight decay on 1-D parameters (:func:`adamw`), and warmup -> constant -> cosine decay (:func:`lr_lambda`).
+Every kind of run uses this one optimizer factory and this one schedule; how runs are trained, checkpointed,
+evaluated and resumed is ``lengen.engine``'s job.
 """
+
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-from pathlib import Path
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 
-from lengen.data import IGNORE, EvalExample, length_buckets
-from lengen.evaluate import RECORD_FIELDS, autocast_context, score_sets
+from lengen.data import IGNORE, length_buckets
 from lengen.model import ModelConfig, Transformer
 
 
@@ -32,20 +31,37 @@ def lr_lambda(step: int, warmup_steps: int, decay_steps: int, total_steps: int, 
     return min_lr_frac + (1 - min_lr_frac) * 0.5 * (1 + math.cos(math.pi * t))
 
 
+def adamw(model: torch.nn.Module, lr: float, betas: tuple[float, float], eps: float, weight_decay: float,
+          fused: bool = False) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only: norms' 1-D gains are not decayed (standard practice)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(
+        [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
+        lr=lr, betas=tuple(betas), eps=eps, fused=fused or None,
+    )
+
+
 class LengenSystem(L.LightningModule):
+    """Next-token cross-entropy on the target tokens and ``<eos>`` (labels are IGNORE elsewhere)."""
+
     def __init__(self, model_config: dict, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.98),
                  eps: float = 1e-12, weight_decay: float = 0.01, warmup_steps: int = 0, decay_steps: int = 0,
-                 total_steps: int = 1000, min_lr_frac: float = 0.0, length_buckets: int = 1):
+                 total_steps: int = 1000, min_lr_frac: float = 0.0, length_buckets: int = 1, fused: bool = False):
         super().__init__()
         self.save_hyperparameters()
-        self.model = Transformer(ModelConfig(**model_config))
+        self.model = self.build_model()
+
+    def build_model(self) -> torch.nn.Module:
+        """The network (a subclass may return another, e.g. the pretrained LM)."""
+        return Transformer(ModelConfig(**self.hparams.model_config))
 
     def forward(self, idx, pos_offset=None):
         return self.model(idx, pos_offset=pos_offset)
 
     def training_step(self, batch, batch_idx):
         x, y, offset = batch["input_ids"], batch["labels"], batch.get("pos_offset")
-        if self.hparams.length_buckets == 1:  # the plain mean: bit-identical to the runs reported so far
+        if self.hparams.length_buckets == 1:
             logits = self.model(x, pos_offset=offset)
             loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=IGNORE)
         else:
@@ -65,86 +81,11 @@ class LengenSystem(L.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        # No weight decay on norms and embeddings' 1-D params (standard practice; biases do not exist).
-        decay = [p for p in self.model.parameters() if p.dim() >= 2]
-        no_decay = [p for p in self.model.parameters() if p.dim() < 2]
-        opt = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps,
-        )
+        opt = adamw(self.model, hp.lr, hp.betas, hp.eps, hp.weight_decay, hp.fused)
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: lr_lambda(s, hp.warmup_steps, hp.decay_steps, hp.total_steps, hp.min_lr_frac)
         )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-
-class PerLengthEval(L.Callback):
-    """Evaluate per (task, length) every ``every`` steps and at the end; keep a checkpoint each time.
-
-    Records are kept in the callback's state (saved in every checkpoint), so a run killed and resumed
-    still ends with the full history; they are also flushed to ``records.jsonl`` after each evaluation
-    so progress can be watched.
-    """
-
-    def __init__(self, sets_during: dict[tuple[str, int], list[EvalExample]],
-                 sets_final: dict[tuple[str, int], list[EvalExample]], every: int, run_dir: Path,
-                 meta: dict, precision: str, batch_size: int = 256):
-        self.sets_during, self.sets_final = sets_during, sets_final
-        self.every, self.run_dir, self.meta = every, Path(run_dir), meta
-        self.precision, self.batch_size = precision, batch_size
-        self.records: list[dict] = []
-        self.evaluated_steps: list[int] = []
-
-    def _evaluate(self, trainer: L.Trainer, pl_module: LengenSystem, final: bool) -> None:
-        step = trainer.global_step
-        if step in self.evaluated_steps:
-            return
-        model = pl_module.model
-        was_training = model.training
-        model.eval()
-        with autocast_context(self.precision, pl_module.device):
-            rows = score_sets(model, self.sets_final if final else self.sets_during, step=step,
-                              batch_size=self.batch_size, **self.meta)
-        model.train(was_training)
-        for r in rows:
-            r["final"] = final
-        self.records.extend(rows)
-        self.evaluated_steps.append(step)
-        ckpt_dir = self.run_dir / "checkpoints"  # save_checkpoint is collective; only rank 0 writes
-        # Kept checkpoints hold weights + hyperparameters (for the head analysis); last.ckpt holds the
-        # full training state (optimizer, schedule, these records) that a killed run resumes from.
-        trainer.save_checkpoint(ckpt_dir / f"step={step:06d}.ckpt", weights_only=True)
-        trainer.save_checkpoint(ckpt_dir / "last.ckpt", weights_only=False)
-        if not trainer.is_global_zero:  # under DDP every rank evaluates the same sets; one reports
-            return
-        self.flush()
-        group = self.meta["group"]
-        by_range: dict[str, list[float]] = {}
-        for r in rows:
-            if r["role"] == "main":
-                by_range.setdefault(group.length_range(r["length"]), []).append(r["exact_match"])
-        means = ", ".join(f"{name} {sum(v) / len(v):.3f}" for name, v in by_range.items())
-        print(f"[eval] {self.meta['run_id']} step {step}: main {means}", flush=True)
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        step = trainer.global_step
-        if step % self.every == 0 and step < trainer.max_steps:
-            self._evaluate(trainer, pl_module, final=False)
-
-    def on_train_end(self, trainer, pl_module):
-        self._evaluate(trainer, pl_module, final=True)
-
-    def flush(self) -> None:
-        with open(self.run_dir / "records.jsonl", "w") as f:
-            for r in self.records:
-                f.write(json.dumps({k: r[k] for k in (*RECORD_FIELDS, "final")}) + "\n")
-
-    def state_dict(self) -> dict:
-        return {"records": self.records, "evaluated_steps": self.evaluated_steps}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self.records = list(state_dict["records"])
-        self.evaluated_steps = list(state_dict["evaluated_steps"])
 
 
 def system_from_run(run) -> LengenSystem:

@@ -11,6 +11,7 @@ import yaml
 
 from lengen import paths
 from lengen.config import _build, load_config
+from lengen.engine import Outcome
 from lengen.formal import report, train
 from lengen.formal.config import Arch, FormalConfig, load_formal
 from lengen.model import ModelConfig, Transformer
@@ -80,10 +81,12 @@ def test_regularizer_matches_its_definition():
 
 def test_a_tiny_run_trains_scores_every_bin_and_logs(tmp_path):
     fc = tiny(train=dict(steps=4, batch_size=8, eval_every=2, threads=1, reg_coef=1e-3, early_stop=False))
-    r = train.train_one(fc, "(aa)*", "ape", fc.grid.archs()[0], 0, log_dir=tmp_path)
+    r = train.train_one(fc, "(aa)*", "ape", fc.grid.archs()[0], 0, runs_dir=tmp_path)
     assert r["steps"] == 4 and [b["bin"] for b in r["bins"]] == ["1-6", "7-10", "11-14"]
     assert all(0 <= b["accuracy"] <= 1 and b["n"] == 16 for b in r["bins"])
-    logged = pd.read_csv(tmp_path / "metrics.csv")
+    assert [step for step, _ in r["history"]] == [2]  # the check before the last step; then every bin
+    run_dir = train.run_spec(fc, "(aa)*", "ape", fc.grid.archs()[0], 0, tmp_path).run_dir
+    logged = pd.read_csv(run_dir / "logs/metrics.csv")
     assert {"train/loss", "train/reg", "val/acc"} <= set(logged.columns)
 
 
@@ -119,16 +122,19 @@ def test_selection_rule():
 def test_study_resumes_and_reruns_only_changed_runs(tmp_path, monkeypatch):
     calls = []
 
-    def fake_train_one(fc, task, pe, arch, seed, log_dir=None):
-        calls.append((task, pe, arch.id, seed))
-        acc = [1.0, 0.5 + 0.1 * arch.lr, 0.2]
-        return {"task": task, "kind": "language" if task == "(aa)*" else "algorithmic", "pos_encoding": pe,
-                "arch": vars(arch), "config": arch.id, "seed": seed, "steps": 3, "history": [],
-                "bins": [{"bin": f"{lo}-{hi}", "lo": lo, "hi": hi, "n": 16, "accuracy": a}
-                         for (lo, hi), a in zip(fc.bins, acc)],
-                "wall_s": 0.1, "fingerprint": train.fingerprint(fc, task, pe, arch, seed)}
+    def fake_fit(spec, build, progress=False):  # the engine's files, without training
+        p = spec.params
+        calls.append((p["task"], p["pe"], Arch(**p["arch"]).id, p["seed"]))
+        acc = [1.0, 0.5 + 0.1 * p["arch"]["lr"], 0.2]
+        records = pd.DataFrame([{"bin": f"{lo}-{hi}", "lo": lo, "hi": hi, "n": 16, "accuracy": a, "step": 3,
+                                 "final": True} for (lo, hi), a in zip(p["bins"], acc)])
+        spec.run_dir.mkdir(parents=True)
+        records.to_csv(spec.run_dir / "records.csv", index=False)
+        info = {"fingerprint": spec.fingerprint, "finished": True, "steps": 3, "wall_s": 0.1}
+        (spec.run_dir / "run.json").write_text(json.dumps(info))
+        return Outcome(records, info, spec.run_dir, read_back=False)
 
-    monkeypatch.setattr(train, "train_one", fake_train_one)
+    monkeypatch.setattr(train, "fit", fake_fit)
     fc = tiny()
     records = train.run_study(fc, out_dir=tmp_path, log=lambda s: None)
     assert len(calls) == 2 * 2 * (2 + 1)  # tasks x encodings x (grid points + one more seed)
@@ -168,8 +174,9 @@ def test_run_ids_are_file_safe_and_distinct():
 def test_worker_processes_give_the_same_records_as_one_process(tmp_path):
     fc1 = tiny(seeds=1)
     fc2 = tiny(seeds=1, train={**TINY["train"], "workers": 2})
-    assert train.fingerprint(fc1, "(aa)*", "ape", fc1.grid.archs()[0], 0) == \
-        train.fingerprint(fc2, "(aa)*", "ape", fc2.grid.archs()[0], 0)  # how many at once changes no result
+    spec1 = train.run_spec(fc1, "(aa)*", "ape", fc1.grid.archs()[0], 0, tmp_path)
+    spec2 = train.run_spec(fc2, "(aa)*", "ape", fc2.grid.archs()[0], 0, tmp_path)
+    assert spec1.fingerprint == spec2.fingerprint  # how many at once changes no result
     cols = ["task", "pos_encoding", "config", "seed", "stage", "selected", "bin", "steps", "accuracy"]
     serial = train.run_study(fc1, out_dir=tmp_path / "serial", log=lambda s: None)[cols]
     lines = []

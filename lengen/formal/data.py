@@ -113,33 +113,41 @@ def eval_sets(task: Task, bins: list[list[int]], n: int, data_seed: int) -> dict
 
 
 class TrainStream(torch.utils.data.IterableDataset):
-    """Endless training batches; with ``max_positions`` (APE), each example gets a random position
-    offset so that every row of the position table up to the longest test sequence is trained."""
+    """Endless training batches from ``start_step`` on; batch k is a pure function of (seed, k), so a run
+    resumed at step k sees the batches an uninterrupted run would. With ``max_positions`` (APE), each
+    example gets a random position offset so that every row of the position table up to the longest test
+    sequence is trained."""
 
     def __init__(self, task: Task, tok: Tokenizer, lo: int, hi: int, batch_size: int, seed: int,
-                 max_positions: int | None = None, pool_per_length: int = 256):
+                 max_positions: int | None = None, pool_per_length: int = 256, start_step: int = 0):
         self.task, self.tok, self.lo, self.hi = task, tok, lo, hi
         self.batch_size, self.seed, self.max_positions = batch_size, seed, max_positions
+        self.start_step = start_step
         self.pool = None
         if task.kind == "language":  # one vectorized draw per length, then batches from the pool
             n = pool_per_length * len(task.lengths(lo, hi))
             self.pool = [encode(task, tok, w) for w in sample_items(task, lo, hi, n, seed)]
 
+    def batch(self, k: int) -> dict[str, torch.Tensor]:
+        rng = random.Random(seed_of(self.seed, "stream", k))
+        if self.pool is not None:
+            items = rng.choices(self.pool, k=self.batch_size)
+        else:
+            lengths = self.task.lengths(self.lo, self.hi)
+            items = [encode(self.task, self.tok, self.task.sample(rng, rng.choice(lengths)))
+                     for _ in range(self.batch_size)]
+        batch = collate(items, self.tok.pad_id)
+        if self.max_positions is not None:
+            T = batch["input_ids"].shape[1]
+            batch["pos_offset"] = torch.tensor(
+                [rng.randint(0, self.max_positions - T) for _ in range(self.batch_size)])
+        return batch
+
     def __iter__(self):
-        rng = random.Random(seed_of(self.seed, "stream"))
+        k = self.start_step
         while True:
-            if self.pool is not None:
-                items = rng.choices(self.pool, k=self.batch_size)
-            else:
-                lengths = self.task.lengths(self.lo, self.hi)
-                items = [encode(self.task, self.tok, self.task.sample(rng, rng.choice(lengths)))
-                         for _ in range(self.batch_size)]
-            batch = collate(items, self.tok.pad_id)
-            if self.max_positions is not None:
-                T = batch["input_ids"].shape[1]
-                batch["pos_offset"] = torch.tensor(
-                    [rng.randint(0, self.max_positions - T) for _ in range(self.batch_size)])
-            yield batch
+            yield self.batch(k)
+            k += 1
 
 
 def max_positions(task: Task, max_length: int) -> int:

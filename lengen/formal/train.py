@@ -10,9 +10,10 @@ paper's rule), then scored on every bin. The *protocol* (``run_study``), per tas
    ``fitted = False``);
 3. seeds: the selected point with seeds 0 .. N−1 (seed 0 is the grid run); mean, sd and every seed.
 
-Each run writes ``reports/formal/runs/<run id>.json`` (its rows, history, wall time and a fingerprint of
-everything that determines it); a later call skips runs whose file has the same fingerprint, so a
-killed stage resumes where it stopped and a changed parameter re-runs only what it affects.
+Every run goes through the one run engine (``lengen.engine``): it lives in
+``reports/formal/runs/<run id>/<fingerprint>/`` (records, ``run.json``), the fingerprint covering the run's
+parameters and the code it depends on. A finished run is read back, a killed one resumes from its
+``last.ckpt``, and a changed parameter or code change re-runs exactly the runs it affects.
 
 Scoring is teacher-forced exact match, as in the paper: an algorithmic example is right iff every
 answer token and ``<eos>`` is the argmax; a language string iff at every position the thresholded
@@ -21,29 +22,28 @@ answer token and ``<eos>`` is the argmax; a language string iff at every positio
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import multiprocessing
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Callable
 
 import lightning as L
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.loggers import CSVLogger
 
 from lengen import paths
 from lengen.data import IGNORE
-from lengen.runtime import autocast_context, default_device, resolve_precision
+from lengen.engine import Evaluate, RunSpec, StopRule, fit, read_back
 from lengen.formal.config import Arch, FormalConfig
 from lengen.formal.data import (Task, TrainStream, collate, encode, eval_sets, get_task, max_positions, objective,
                                 seed_of)
 from lengen.model import ModelConfig, Transformer
+from lengen.runtime import autocast_context
 from lengen.system import LengenSystem
 
 FORMAL_DIR = paths.REPORTS_DIR / "formal"
@@ -133,25 +133,6 @@ def _output_ids(task: Task, tok) -> list[int] | None:
     return [tok.stoi[s] for s in task.outputs] if task.kind == "language" else None
 
 
-class EarlyStop(L.Callback):
-    """Every ``every`` steps: in-distribution accuracy (logged as ``val/acc``); stop at 100%."""
-
-    def __init__(self, task: Task, tok, items: list, every: int, precision: str, enabled: bool):
-        self.task, self.tok, self.items = task, tok, items
-        self.every, self.precision, self.enabled = every, precision, enabled
-        self.history: list[tuple[int, float]] = []
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        step = trainer.global_step
-        if step % self.every and step < trainer.max_steps:
-            return
-        acc = accuracy(pl_module.model, self.task, self.tok, self.items, self.precision)
-        self.history.append((step, acc))
-        pl_module.log("val/acc", acc)
-        if self.enabled and acc == 1.0:
-            trainer.should_stop = True
-
-
 # ----------------------------------------------------------------------------------------------------
 # One run
 
@@ -161,52 +142,85 @@ def run_id(task: str, pe: str, arch: Arch, seed: int) -> str:
     return f"{slug}-{seed_of(task) % 1000:03d}--{pe}--{arch.id}--s{seed}"
 
 
-def fingerprint(fc: FormalConfig, task: str, pe: str, arch: Arch, seed: int) -> str:
-    """Hash of everything that determines the run's result (not the task list, grid or seed count)."""
-    train = {k: v for k, v in dataclasses.asdict(fc.train).items() if k != "workers"}  # how many at once: no
-    blob = json.dumps({"task": task, "pe": pe, "arch": dataclasses.asdict(arch), "seed": seed,
-                       "train": train, "bins": fc.bins, "n_eval": fc.n_eval,
-                       "n_eval_during": fc.n_eval_during, "data_seed": fc.data_seed,
-                       "vocab_size": fc.vocab_size if task in ("unique_copy", "sort") else None},
-                      sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+CODE = ("lengen.formal.train",)  # the code a formal run's result depends on (its import closure)
 
 
-def train_one(fc: FormalConfig, task_name: str, pe: str, arch: Arch, seed: int, log_dir: Path | None = None
-              ) -> dict:
-    """Train and score one run; returns its result (the JSON ``run_study`` stores)."""
-    t0, c0 = time.time(), time.process_time()
+def run_params(fc: FormalConfig, task: str, pe: str, arch: Arch, seed: int) -> dict:
+    """Everything that determines the run's result (not the task list, grid, seed count or worker count)."""
+    train = {k: v for k, v in dataclasses.asdict(fc.train).items() if k != "workers"}
+    return {"task": task, "pe": pe, "arch": dataclasses.asdict(arch), "seed": seed, "train": train,
+            "bins": fc.bins, "n_eval": fc.n_eval, "n_eval_during": fc.n_eval_during, "data_seed": fc.data_seed,
+            "vocab_size": fc.vocab_size if task in ("unique_copy", "sort") else None}
+
+
+def run_spec(fc: FormalConfig, task: str, pe: str, arch: Arch, seed: int, runs_dir: Path) -> RunSpec:
+    tr = fc.train
+    return RunSpec(
+        run_id=run_id(task, pe, arch, seed), root=Path(runs_dir), params=run_params(fc, task, pe, arch, seed),
+        code=CODE, seed=seed, steps=tr.steps, precision=tr.precision, threads=tr.threads, grad_clip=tr.grad_clip,
+        eval_every=tr.eval_every, stop=StopRule("val/acc", 1.0) if tr.early_stop else None,
+        log_every_n_steps=min(50, tr.eval_every),
+    )
+
+
+class StepStream(L.LightningDataModule):
+    """The training stream from the trainer's global step on, so a resumed run sees the batches an
+    uninterrupted one would."""
+
+    def __init__(self, stream: Callable[[int], TrainStream]):
+        super().__init__()
+        self.stream = stream
+
+    def train_dataloader(self):
+        start = self.trainer.global_step if self.trainer is not None else 0
+        return torch.utils.data.DataLoader(self.stream(start), batch_size=None)
+
+
+def _result(outcome, task: str, kind: str, pe: str, arch: Arch, seed: int) -> dict:
+    """The run's result as the protocol reads it, from the engine's records."""
+    rec = outcome.records
+    during, final = rec[~rec.final.astype(bool)], rec[rec.final.astype(bool)]
+    bins = [{"bin": r.bin, "lo": int(r.lo), "hi": int(r.hi), "n": int(r.n), "accuracy": float(r.accuracy)}
+            for r in final.itertuples()]
+    return {"task": task, "kind": kind, "pos_encoding": pe, "arch": dataclasses.asdict(arch), "config": arch.id,
+            "seed": seed, "steps": int(outcome.info["steps"]),
+            "history": [(int(r.step), float(r.accuracy)) for r in during.itertuples()], "bins": bins,
+            "wall_s": float(outcome.info["wall_s"]), "fingerprint": outcome.info["fingerprint"]}
+
+
+def train_one(fc: FormalConfig, task_name: str, pe: str, arch: Arch, seed: int, runs_dir: Path,
+              progress: bool = False) -> dict:
+    """Train and score one run through the engine (or read it back); returns its result."""
     tr = fc.train
     task = get_task(task_name, fc.vocab_size)
     tok = task.tokenizer()
     n_pos = max_positions(task, fc.max_length)
-    mc = ModelConfig(vocab_size=len(tok), n_layer=arch.n_layer, n_head=arch.n_head, d_model=arch.d_model,
-                     d_mlp=tr.mlp_ratio * arch.d_model, max_seq_len=n_pos, pos_encoding=pe)
-    L.seed_everything(seed, verbose=False)
-    system = FormalSystem(
-        dataclasses.asdict(mc), objective(task), _output_ids(task, tok), reg_coef=tr.reg_coef if pe == "ape" else 0.0,
-        lr=arch.lr, betas=(tr.beta1, tr.beta2), eps=1e-8, weight_decay=tr.weight_decay,
-        warmup_steps=int(tr.warmup_frac * tr.steps), decay_steps=int(tr.decay_frac * tr.steps),
-        total_steps=tr.steps, min_lr_frac=0.0)
-    sets = eval_sets(task, fc.bins, fc.n_eval, fc.data_seed)
-    lo, hi = fc.train_bin
-    check = EarlyStop(task, tok, sets[f"{lo}-{hi}"][: fc.n_eval_during], tr.eval_every, tr.precision, tr.early_stop)
-    stream = TrainStream(task, tok, lo, hi, tr.batch_size, seed_of(fc.data_seed, task_name),
-                         max_positions=n_pos if pe == "ape" else None)
-    trainer = L.Trainer(
-        max_steps=tr.steps, accelerator="auto", devices=1, precision=resolve_precision(tr.precision, default_device()),
-        gradient_clip_val=tr.grad_clip or None, callbacks=[check],
-        logger=CSVLogger(log_dir, name="", version="") if log_dir else False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        log_every_n_steps=min(50, tr.eval_every), limit_val_batches=0, num_sanity_val_steps=0)
-    trainer.fit(system, train_dataloaders=torch.utils.data.DataLoader(stream, batch_size=None))
-    bins = [{"bin": name, "lo": int(name.split("-")[0]), "hi": int(name.split("-")[1]), "n": len(items),
-             "accuracy": accuracy(system.model, task, tok, items, tr.precision)} for name, items in sets.items()]
-    return {"task": task_name, "kind": task.kind, "pos_encoding": pe, "arch": dataclasses.asdict(arch),
-            "config": arch.id, "seed": seed, "steps": int(trainer.global_step), "history": check.history,
-            "bins": bins, "wall_s": round(time.time() - t0, 2),
-            "cpu_s": round(time.process_time() - c0, 2),  # all threads' CPU time: wall time on a shared machine misleads
-            "fingerprint": fingerprint(fc, task_name, pe, arch, seed)}
+    spec = run_spec(fc, task_name, pe, arch, seed, runs_dir)
+
+    def build():
+        mc = ModelConfig(vocab_size=len(tok), n_layer=arch.n_layer, n_head=arch.n_head, d_model=arch.d_model,
+                         d_mlp=tr.mlp_ratio * arch.d_model, max_seq_len=n_pos, pos_encoding=pe)
+        system = FormalSystem(
+            dataclasses.asdict(mc), objective(task), _output_ids(task, tok),
+            reg_coef=tr.reg_coef if pe == "ape" else 0.0, lr=arch.lr, betas=(tr.beta1, tr.beta2), eps=1e-8,
+            weight_decay=tr.weight_decay, warmup_steps=int(tr.warmup_frac * tr.steps),
+            decay_steps=int(tr.decay_frac * tr.steps), total_steps=tr.steps, min_lr_frac=0.0)
+        sets = eval_sets(task, fc.bins, fc.n_eval, fc.data_seed)
+        lo, hi = fc.train_bin
+        check = sets[f"{lo}-{hi}"][: fc.n_eval_during]
+
+        def score(model, step: int, final: bool) -> list[dict]:
+            scored = sets.items() if final else [(f"{lo}-{hi}", check)]
+            return [{"bin": name, "lo": int(name.split("-")[0]), "hi": int(name.split("-")[1]), "n": len(items),
+                     "accuracy": accuracy(model, task, tok, items, tr.precision)} for name, items in scored]
+
+        evaluator = Evaluate(score, tr.eval_every, tr.precision, spec.run_dir,
+                             monitor=lambda rows: rows[0]["accuracy"], monitor_name="val/acc")
+        data = StepStream(lambda start: TrainStream(task, tok, lo, hi, tr.batch_size, seed_of(fc.data_seed, task_name),
+                                                    max_positions=n_pos if pe == "ape" else None, start_step=start))
+        return system, data, evaluator
+
+    return _result(fit(spec, build, progress=progress), task_name, task.kind, pe, arch, seed)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -216,31 +230,24 @@ def train_one(fc: FormalConfig, task_name: str, pe: str, arch: Arch, seed: int, 
 Job = tuple[str, str, Arch, int]  # (task, pos_encoding, grid point, seed): one run
 
 
-def _cached(fc: FormalConfig, job: Job, runs_dir: Path) -> dict | None:
-    """The run's stored result if it was made under the same parameters (fingerprint), else None."""
-    path = runs_dir / f"{run_id(*job)}.json"
-    if path.exists():
-        done = json.loads(path.read_text())
-        if done.get("fingerprint") == fingerprint(fc, *job):
-            return done
-    return None
+def _read_back(fc: FormalConfig, job: Job, runs_dir: Path) -> dict | None:
+    """The run's result if it finished under the same fingerprint (parameters and code), else None."""
+    task, pe, arch, seed = job
+    done = read_back(run_spec(fc, *job, runs_dir))
+    return None if done is None else _result(done, task, get_task(task, fc.vocab_size).kind, pe, arch, seed)
 
 
 def _train_job(fc: FormalConfig, job: Job, runs_dir: Path) -> dict:
-    """Train one run and store its result; also the entry point of a worker process."""
-    torch.set_num_threads(fc.train.threads)
-    path = runs_dir / f"{run_id(*job)}.json"
-    result = train_one(fc, *job, log_dir=runs_dir / "logs" / path.stem)  # inside the stage's own out
-    path.write_text(json.dumps(result, indent=1) + "\n")
-    return result
+    """One run in a worker process (or in this one)."""
+    return train_one(fc, *job, runs_dir=runs_dir)
 
 
 def _run_jobs(fc: FormalConfig, jobs: list[Job], runs_dir: Path, log: Callable[[str], None]
               ) -> tuple[list[dict], float]:
-    """Every job's result in job order, and the recorded wall time of those read back: stored ones are read
-    back, the rest trained ``fc.train.workers`` at a time (worker processes are spawned, not forked: a
+    """Every job's result in job order, and the recorded wall time of those read back: finished ones are
+    read back, the rest trained ``fc.train.workers`` at a time (worker processes are spawned, not forked: a
     forked OpenMP pool can hang)."""
-    results = {job: _cached(fc, job, runs_dir) for job in jobs}
+    results = {job: _read_back(fc, job, runs_dir) for job in jobs}
     todo = [job for job in jobs if results[job] is None]
 
     def finished(job: Job, result: dict) -> None:
