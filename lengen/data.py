@@ -7,12 +7,21 @@ One formatter serves training and evaluation::
 
 The loss (and exact match) covers the target tokens and ``<eos>``.
 
-Train/evaluation disjointness is by construction: a prompt belongs to the evaluation partition iff
-``blake2b(task, prompt) % holdout_modulus == 0``. Evaluation sets draw only from that partition and
-the training stream rejects it, so no evaluation prompt can ever be trained on, at any length, while
-training keeps (m-1)/m of every length's prompt space (even length 1 of addition, where the whole
-space is 100 prompts). Evaluation examples are drawn with replacement from the partition, seeded per
-(task, length), so short lengths with tiny spaces may repeat examples.
+Train/evaluation disjointness is by construction, and the partition is a property of the prompt string
+alone: a prompt belongs to the evaluation partition iff ``blake2b(prompt) % holdout_modulus == 0``
+(:func:`is_heldout`), whatever task it is posed to. Evaluation sets draw only from that partition and
+the training stream rejects it for every task, so no evaluation prompt of any task is ever trained under
+any task. That matters because tasks of a group share prompt formats: a maze prompt is posed to both
+``shortest_path_far`` and ``dfs_trace_far``, and the DFS trace contains the shortest path; an addition
+prompt is posed to ``reverse_add``, ``copy_first_op`` and (when it has no carry) ``no_carry``. A
+per-(task, prompt) partition let a main task's evaluation mazes be trained as the auxiliary's DFS traces
+(185 of 256 evaluation mazes of 5 nodes in one cpu-profile stream of ``sp_far_dfs``).
+
+Training keeps (m-1)/m of every length's prompt space (even length 1 of addition, where the whole space
+is 100 prompts). Evaluation examples are drawn with replacement from the partition, seeded per (task,
+length), so short lengths with tiny spaces may repeat examples. :func:`check_disjoint` verifies the
+guarantee over every training example of every run of a profile (the data stage runs it and fails on a
+leak): for each group it searches the whole stream for the evaluation prompts of all the group's tasks.
 
 Training batch k is a pure function of (data seed, k): a run resumed from a checkpoint at step k sees
 exactly the batches an uninterrupted run would.
@@ -22,8 +31,10 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import lightning as L
 import torch
@@ -31,7 +42,10 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from lengen.config import GroupConfig
 from lengen.tasks import Example, get_task
-from lengen.tokenizer import BOS, EOS, Tokenizer, default_tokenizer
+from lengen.tokenizer import Tokenizer, default_tokenizer
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 IGNORE = -100  # label of positions without loss (prompt, padding)
 
@@ -78,9 +92,15 @@ def length_buckets(labels: torch.Tensor, k: int) -> list[tuple[torch.Tensor, int
 # Train / evaluation partition
 
 
-def is_heldout(task: str, prompt: str, modulus: int) -> bool:
-    """True iff the prompt belongs to the evaluation partition (stable across processes and machines)."""
-    h = hashlib.blake2b(f"{task}\x00{prompt}".encode(), digest_size=8).digest()
+# Names the partition rule; a change of rule changes every evaluation set and training stream, so a
+# fingerprint of what determines a run can include it.
+HOLDOUT_RULE = "blake2b(prompt) % holdout_modulus == 0"
+
+
+def is_heldout(prompt: str, modulus: int) -> bool:
+    """True iff the prompt belongs to the evaluation partition, for every task (stable across processes
+    and machines). The task is deliberately not hashed: tasks of a group share prompt formats."""
+    h = hashlib.blake2b(prompt.encode(), digest_size=8).digest()
     return int.from_bytes(h, "little") % modulus == 0
 
 
@@ -101,7 +121,7 @@ def make_eval_set(task: str, length: int, n: int, seed: int, modulus: int) -> li
     while len(out) < n:
         ex = t.generate(rng, length)
         tries += 1
-        if is_heldout(task, ex.prompt, modulus):
+        if is_heldout(ex.prompt, modulus):
             out.append(EvalExample(task, length, ex.prompt, ex.target))
         elif tries > 1000 * modulus * n:
             raise RuntimeError(f"could not fill the evaluation set of {task} at length {length}")
@@ -149,9 +169,9 @@ class TrainStream(IterableDataset):
     """Yields ready batches; batch k depends only on (seed, k).
 
     Per example: a task uniformly from the group, a length uniformly in 1..its max training length,
-    then the content; prompts of the evaluation partition are rejected and redrawn. With APE and
-    random offsets, each example also gets a position offset uniform in [0, max_seq_len - T] so every
-    row of the position table up to max_seq_len is trained.
+    then the content; prompts of the evaluation partition (that of every task) are rejected and redrawn.
+    With APE and random offsets, each example also gets a position offset uniform in [0, max_seq_len - T]
+    so every row of the position table up to max_seq_len is trained.
     """
 
     def __init__(self, group: GroupConfig, batch_size: int, seed: int, modulus: int,
@@ -170,7 +190,7 @@ class TrainStream(IterableDataset):
         while True:
             name, task, max_len = rng.choice(self.tasks)
             ex = task.generate(rng, rng.randint(task.min_length, max_len))
-            if not is_heldout(name, ex.prompt, self.modulus):
+            if not is_heldout(ex.prompt, self.modulus):
                 return name, ex
 
     def examples(self, k: int) -> tuple[random.Random, list[tuple[str, Example]]]:
@@ -239,7 +259,7 @@ def preview(tasks: list[str], lengths: list[int], seed: int = 0):
     for task in tasks:
         t = get_task(task)
         for length in lengths:
-            if t.max_length is not None and length > t.max_length or length < t.min_length:
+            if (t.max_length is not None and length > t.max_length) or length < t.min_length:
                 continue
             ex = t.generate(random.Random(f"preview/{seed}/{task}/{length}"), length)
             ids, n_prompt = format_example(task, ex, tok)
@@ -248,22 +268,91 @@ def preview(tasks: list[str], lengths: list[int], seed: int = 0):
     return pd.DataFrame(rows)
 
 
-def check_disjoint(cfg, sets: dict[tuple[str, int], list[EvalExample]], n_batches: int = 20) -> "pd.DataFrame":
-    """Draw training batches of every group and count prompts that occur in the evaluation sets."""
+class LeakError(RuntimeError):
+    """An evaluation prompt occurs in a training stream; ``table`` is :func:`check_disjoint`'s table."""
+
+    def __init__(self, message: str, table):
+        super().__init__(message)
+        self.table = table
+
+
+def group_eval_prompts(group: GroupConfig, sets: dict[tuple[str, int], list[EvalExample]],
+                       eval_step: int) -> dict[str, str]:
+    """The evaluation prompts of every task of a group at its evaluated lengths: ``{prompt: task}`` (a
+    prompt evaluated under several tasks names one of them)."""
+    keys = sorted(group.eval_keys(eval_step))
+    missing = [k for k in keys if k not in sets]
+    if missing:
+        raise ValueError(f"no evaluation set for (task, length) {missing[:5]} ({len(missing)} missing)")
+    return {e.prompt: e.task for k in keys for e in sets[k]}
+
+
+def check_disjoint(cfg, sets: dict[tuple[str, int], list[EvalExample]] | None = None,
+                   n_batches: int | None = None, n_eval: int | None = None) -> pd.DataFrame:
+    """Search every training example of every run of the profile for the group's evaluation prompts.
+
+    For each group that a run trains (``cfg.all_runs()``: experiment, ablation, grid), batches
+    0..steps-1 of its stream (the run's own ``train.steps`` and ``train.batch_size``; ``n_batches``
+    caps them, None = the whole stream) are drawn exactly as training draws them, and an example counts
+    as a collision if its prompt -- under whichever task -- is an evaluation prompt of *any* task of the
+    group. Groups with the same tasks, batch size and data seed share one stream (a shorter run's is a
+    prefix of a longer one's), so it is drawn once. ``sets`` are the evaluation sets (default: generated
+    at ``n_eval``, default the profile's ``data.n_eval``; a smaller n gives a prefix of each set).
+
+    Returns one row per group: ``group, batches, train_examples, eval_prompts, collisions, seconds``
+    (seconds of the stream's pass, on the group that drew it). Raises :class:`LeakError` naming the
+    group, the training task, the evaluated task and an example prompt if any collision is found.
+
+    E.g. the smoke profile (40 steps of 16; ``grid_m3_a6`` has arith_carry's tasks at other lengths, so
+    its own stream; ``seconds`` left out)::
+
+        group        batches  train_examples  eval_prompts  collisions
+        arith_carry       40             640           344           0
+        grid_m3_a6        40             640           344           0
+        add_alone         40             640           123           0
+    """
     import pandas as pd
 
-    eval_prompts = {(e.task, e.prompt) for exs in sets.values() for e in exs}
-    rows = []
-    runs = {r.group_name: r for r in cfg.all_runs()}  # experiment, ablation and grid groups
-    for g, run in runs.items():
-        stream = TrainStream(run.group, run.train.batch_size, cfg.data.seed, cfg.data.holdout_modulus)
-        drawn = [pair for k in range(n_batches) for pair in stream.examples(k)[1]]
-        collisions = sum((task, ex.prompt) in eval_prompts for task, ex in drawn)
-        rows.append(dict(group=g, train_examples=len(drawn), eval_examples=len(eval_prompts), collisions=collisions))
-    return pd.DataFrame(rows)
+    d = cfg.data
+    runs: dict[str, object] = {}
+    for r in cfg.all_runs():  # a group's runs share its stream (data seed, not init seed)
+        runs.setdefault(r.group_name, r)
+    if sets is None:
+        keys = set().union(*(r.group.eval_keys(d.eval_step) for r in runs.values()))
+        sets = make_eval_sets(keys, n_eval or d.n_eval, d.seed, d.holdout_modulus)
+    evals = {g: group_eval_prompts(r.group, sets, d.eval_step) for g, r in runs.items()}
+    streams: dict[tuple, list[str]] = {}
+    for g, r in runs.items():
+        streams.setdefault((tuple(r.group.tasks.items()), r.train.batch_size), []).append(g)
+
+    rows, leaks = [], []
+    for members in streams.values():
+        steps = {g: min(runs[g].train.steps, n_batches if n_batches is not None else runs[g].train.steps)
+                 for g in members}
+        run = runs[members[0]]
+        stream = TrainStream(run.group, run.train.batch_size, d.seed, d.holdout_modulus)
+        watch = set().union(*(evals[g] for g in members))
+        hits: list[tuple[int, str, str]] = []  # (batch, training task, prompt) of every collision
+        t0 = time.perf_counter()
+        for k in range(max(steps.values())):
+            hits += [(k, task, ex.prompt) for task, ex in stream.examples(k)[1] if ex.prompt in watch]
+        seconds = time.perf_counter() - t0
+        for g in members:
+            mine = [(task, p) for k, task, p in hits if k < steps[g] and p in evals[g]]
+            rows.append(dict(group=g, batches=steps[g], train_examples=steps[g] * run.train.batch_size,
+                             eval_prompts=len(evals[g]), collisions=len(mine),
+                             seconds=round(seconds, 2) if g == members[0] else 0.0))
+            if mine:
+                task, p = mine[0]
+                leaks.append(f"group {g!r}: {len(mine)} training examples have an evaluation prompt, e.g. "
+                             f"{p!r} trained as {task!r} and evaluated as {evals[g][p]!r}")
+    table = pd.DataFrame(rows)
+    if leaks:
+        raise LeakError("evaluation prompts occur in training:\n" + "\n".join(leaks), table)
+    return table
 
 
-def generation_speed(cfg, seconds: float = 2.0) -> "pd.DataFrame":
+def generation_speed(cfg, seconds: float = 2.0) -> pd.DataFrame:
     """Training examples generated per second (generation + formatting + collation), per group."""
     import time
 

@@ -8,25 +8,26 @@ therefore never content.
 The vocabulary is fixed and ordered: specials, characters, maze nodes, then one marker per registered
 task (sorted by name; a task's input-distribution variant shares its marker), so the ids of specials,
 characters and nodes never change when a task is added.
+
+The dependency is one-way: this module reads the markers from the task registry
+(``lengen.tasks.markers``) and re-exports the registry's token splitter (``lengen.tasks.split``); no task
+imports the tokenizer.
 """
 from __future__ import annotations
 
-import re
 import string
 from functools import lru_cache
+
+from lengen.tasks import markers, split
+
+__all__ = ["PAD", "BOS", "EOS", "SEP", "SPECIALS", "CHARS", "N_MAZE_NODES", "NODES", "Tokenizer",
+           "default_tokenizer", "split"]
 
 PAD, BOS, EOS, SEP = "<pad>", "<bos>", "<eos>", "<sep>"
 SPECIALS = (PAD, BOS, EOS, SEP)
 CHARS = tuple(string.digits + string.ascii_lowercase + string.ascii_uppercase + "+-*=:;,?|._ ")
 N_MAZE_NODES = 64
 NODES = tuple(f"[{i}]" for i in range(1, N_MAZE_NODES + 1))
-
-_TOKEN_RE = re.compile(r"\[\d+\]|<[a-z0-9_]+>|.", re.DOTALL)
-
-
-def split(text: str) -> list[str]:
-    """Split a task string into tokens: ``'[3]:[4];'`` -> ``['[3]', ':', '[4]', ';']``."""
-    return _TOKEN_RE.findall(text)
 
 
 class Tokenizer:
@@ -53,7 +54,4 @@ class Tokenizer:
 @lru_cache(maxsize=1)
 def default_tokenizer() -> Tokenizer:
     """The project-wide vocabulary: specials, characters, maze nodes, task markers."""
-    from lengen.tasks import TASKS
-
-    markers = [f"<{name}>" for name in sorted(TASKS) if TASKS[name].variant_of is None]
-    return Tokenizer(list(SPECIALS) + list(CHARS) + list(NODES) + markers)
+    return Tokenizer(list(SPECIALS) + list(CHARS) + list(NODES) + markers())

@@ -6,14 +6,24 @@ task's input up to and including its separator ``=``; ``Example.target`` is the 
 BOS, the task marker or EOS: ``lengen.data.format_example`` adds those, one formatter for training and
 evaluation.
 
-Token syntax inside prompt/target strings (see ``lengen.tokenizer``): every character is a token,
-except ``[n]`` (a maze node, one token) and ``<name>`` (a special token).
+Token syntax inside prompt/target strings: every character is a token, except ``[n]`` (a maze node,
+one token) and ``<name>`` (a special token or task marker); :func:`split` cuts a string into them. The
+syntax lives here, not in ``lengen.tokenizer``, so the dependency is one-way: the tokenizer builds its
+vocabulary from this registry (:func:`markers`), and no task imports the tokenizer.
 """
 from __future__ import annotations
 
 import random
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+
+_TOKEN_RE = re.compile(r"\[\d+\]|<[a-z0-9_]+>|.", re.DOTALL)
+
+
+def split(text: str) -> list[str]:
+    """Split a task string into tokens: ``'[3]:[4];'`` -> ``['[3]', ':', '[4]', ';']``."""
+    return _TOKEN_RE.findall(text)
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,15 @@ def register(task: Task) -> Task:
         raise ValueError(f"task {task.name!r}: variant_of {task.variant_of!r} is not registered (yet)")
     TASKS[task.name] = task
     return task
+
+
+def markers() -> list[str]:
+    """The task-marker tokens, one per registered task that is not a variant, sorted by task name.
+
+    A variant (``Task.variant_of``) shares its base task's marker, so adding one leaves this list -- and
+    the vocabulary built from it -- unchanged. E.g. ``['<capitalize>', '<capitalize_reverse>', ...]``.
+    """
+    return [TASKS[name].marker for name in sorted(TASKS) if TASKS[name].variant_of is None]
 
 
 def get_task(name: str) -> Task:

@@ -44,9 +44,9 @@ from __future__ import annotations
 
 import random
 import re
+from itertools import pairwise
 
-from lengen.tasks.base import Example, Task, register
-from lengen.tokenizer import split
+from lengen.tasks.base import Example, Task, register, split
 
 __all__ = [
     "GRID",
@@ -277,7 +277,7 @@ def is_valid_path(prompt: str, output: str) -> bool:
         nodes.append(int(m.group(1)))
     if not nodes or nodes[0] != start or nodes[-1] != end or len(set(nodes)) != len(nodes):
         return False
-    return all(w in adj.get(v, ()) for v, w in zip(nodes, nodes[1:]))
+    return all(w in adj.get(v, ()) for v, w in pairwise(nodes))
 
 
 # Bound: prompt n nodes + n ':' + 2(n-1) neighbour tokens + n ';' + '?' + 2 nodes + '=' = 5n + 2;

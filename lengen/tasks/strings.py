@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 import string
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from lengen.tasks.base import Example, Task, register
 
