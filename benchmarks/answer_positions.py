@@ -20,8 +20,8 @@ from pathlib import Path
 
 from _scoring import add_options, checkpoint, setup
 from lengen.data import make_eval_sets
+from lengen.engine import load_system
 from lengen.evaluate import answer_position_accuracy, teacher_forced
-from lengen.train import load_system
 
 LOG = Path(__file__).with_name("answer_positions.jsonl")
 

@@ -8,7 +8,7 @@ checkpoint can be studied after the fact without training anything. For each ``L
 (a glob allowed; the same label may repeat to pool directories) this reads the runs' tidy records,
 and per run reports the main task's transfer-range accuracy at the last checkpoint, at the one with
 the best in-distribution accuracy (ties to the latest: a choice made without seeing longer inputs),
-and the best in hindsight (an upper bound only). ``lengen.figures.checkpoint_selection`` does the
+and the best in hindsight (an upper bound only). ``lengen.analysis.checkpoint_selection`` does the
 work; the figures notebook shows the same table for the pipeline's runs. Prints a table and appends
 one JSON line per run to ``benchmarks/checkpoint_selection.jsonl``.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lengen import figures, paths
+from lengen import analysis, paths
 from lengen.config import load_config
 
 LOG = Path(__file__).with_name("checkpoint_selection.jsonl")
@@ -55,7 +55,7 @@ def main() -> None:
                 records = pd.read_csv(csv)
                 if args.groups and records.group.iloc[0] not in args.groups:
                     continue
-                sel = figures.checkpoint_selection(figures.length_ranges(records, cfg))
+                sel = analysis.checkpoint_selection(analysis.length_ranges(records, cfg))
                 rows += [dict(label=label, source=str(csv), processor=trained_on(Path(d), r["run_id"]), **r)
                          for r in sel.to_dict("records")]
     table = pd.DataFrame(rows)

@@ -21,9 +21,9 @@ import numpy as np
 
 from _scoring import add_options, checkpoint, setup
 from lengen.data import make_eval_sets
+from lengen.engine import load_system
 from lengen.evaluate import teacher_forced
 from lengen.tasks import TASKS, get_task
-from lengen.train import load_system
 
 LOG = Path(__file__).with_name("maze_answer_length.jsonl")
 

@@ -3,7 +3,7 @@
 
     .venv/bin/python benchmarks/precision.py [--threads 2] [--steps 10]   # ~2 min; --json FILE to keep it
 
-Why: `train.precision: auto` (lengen.evaluate.resolve_precision) picks bf16-mixed only where bf16 is
+Why: `train.precision: auto` (lengen.runtime.resolve_precision) picks bf16-mixed only where bf16 is
 native (AVX512-BF16 / AMX, or a GPU). bf16 autocast was 1.5x fp32 on the machine of the first
 benchmarks; on an AVX2-only CPU (AMD EPYC Zen 2) PyTorch emulates bf16 and it is far slower. This
 script measures both on the machine it runs on and prints what `auto` chooses there.
@@ -28,8 +28,8 @@ import torch  # noqa: E402
 
 from lengen.config import load_config  # noqa: E402
 from lengen.data import TrainStream  # noqa: E402
-from lengen.evaluate import autocast_context, native_bf16, resolve_precision  # noqa: E402
 from lengen.paths import PROFILES_DIR  # noqa: E402
+from lengen.runtime import autocast_context, native_bf16, resolve_precision  # noqa: E402
 from lengen.system import system_from_run  # noqa: E402
 from speed import lengen_loss, machine_info, matmul_gflops, optimizer_like_system  # noqa: E402
 

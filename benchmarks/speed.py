@@ -44,8 +44,9 @@ import torch.nn.functional as F  # noqa: E402
 
 from lengen.config import GroupConfig, load_config  # noqa: E402
 from lengen.data import IGNORE, TrainStream, make_eval_set  # noqa: E402
-from lengen.evaluate import autocast_context, greedy, teacher_forced  # noqa: E402
+from lengen.evaluate import greedy, teacher_forced  # noqa: E402
 from lengen.model import ModelConfig, Transformer  # noqa: E402
+from lengen.runtime import autocast_context  # noqa: E402
 from lengen.system import LengenSystem  # noqa: E402
 from lengen.tasks import Example  # noqa: E402
 from lengen.data import format_example  # noqa: E402

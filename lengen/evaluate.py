@@ -15,8 +15,8 @@ every other reading of the records live in :mod:`lengen.records`; device and pre
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch

@@ -12,8 +12,8 @@ the files. Every analysis reads them back through :func:`load_records`, never fr
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pandas as pd

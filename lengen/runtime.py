@@ -162,5 +162,5 @@ def provenance() -> dict:
                      "lightning": _version("lightning")},
         "platform": platform.platform(),
         "git_commit": git_commit(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }

@@ -31,7 +31,7 @@ def toy_model():
 
 def test_teacher_forced_equals_greedy_on_trained_model(toy_model):
     model, _ = toy_model
-    exact_tf, exact_gr = [], []
+    exact_tf = []
     for length in range(1, 9):
         exs = make_eval_set("copy", length, 48, seed=0, modulus=10)
         tf, gr = teacher_forced(model, exs, batch_size=20), greedy(model, exs, batch_size=20)

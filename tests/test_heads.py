@@ -1,6 +1,6 @@
-"""Tests for lengen.heads: hand-built models where two tasks provably share a head (or use different
-heads), exactness of mean-ablation, the statistics on synthetic data, the config, and the driver end to
-end on a fake run. Tiny models, one CPU thread."""
+"""Tests for lengen.heads and its figures (lengen.plots.heads): hand-built models where two tasks provably
+share a head (or use different heads), exactness of mean-ablation, the statistics on synthetic data, the
+config, and the driver end to end on a fake run. Tiny models, one CPU thread."""
 from __future__ import annotations
 
 import doctest
@@ -14,15 +14,18 @@ import torch
 import yaml
 
 from lengen import heads, paths
-from lengen.config import _build, load_config
+from lengen.config import HEAD_CATEGORIES, HeadsConfig, _build, load_config
 from lengen.data import IGNORE
 from lengen.model import ModelConfig, Transformer
+from lengen.plots import heads as heads_plots
+from lengen.plots import save
 
 torch.set_num_threads(1)
 
 
-def test_doctests():
-    assert doctest.testmod(heads).failed == 0
+@pytest.mark.parametrize("module", [heads.probe, heads.statistics, heads.report])
+def test_doctests(module):
+    assert doctest.testmod(module).failed == 0
 
 
 # -- a hand-built model ------------------------------------------------------------------------------
@@ -256,6 +259,10 @@ def test_profiles_have_a_valid_heads_section(profile):
     assert set(hc.groups) <= set(heads.CLAIMS)
 
 
+def test_claims_cover_the_configs_categories():
+    assert set(heads.CLAIMS) == set(HEAD_CATEGORIES)
+
+
 def test_params_yaml_heads_section_equals_cpu_profile():
     def section(p):
         return yaml.safe_load(p.read_text())["heads"]
@@ -264,24 +271,22 @@ def test_params_yaml_heads_section_equals_cpu_profile():
 
 
 def test_heads_config_is_strict(smoke_cfg):
-    raw = dict(smoke_cfg.extra["heads"])
-    with pytest.raises(ValueError, match=r"heads: unknown key\(s\) \['n_exampels'\]"):
-        _build(heads.HeadsConfig, {**raw, "n_exampels": 3}, "heads")
-    with pytest.raises(ValueError, match="unknown category"):
-        _build(heads.HeadsConfig, {**raw, "groups": {"music": ["x"]}}, "heads")
-    with pytest.raises(ValueError, match="length_fractions"):
-        _build(heads.HeadsConfig, {**raw, "length_fractions": [0.0]}, "heads")
-    with pytest.raises(ValueError, match="in both"):
-        _build(heads.HeadsConfig, {**raw, "groups": {"arithmetic": ["g"], "control": ["g"]}}, "heads")
-    bad = dataclass_replace_extra(smoke_cfg, {**raw, "groups": {"arithmetic": ["add_alone"]}})
-    with pytest.raises(ValueError, match="no auxiliary"):
-        heads.heads_config(bad)
-
-
-def dataclass_replace_extra(cfg, heads_raw):
     import dataclasses
 
-    return dataclasses.replace(cfg, extra={**cfg.extra, "heads": heads_raw})
+    raw = dict(smoke_cfg.extra["heads"])
+    with pytest.raises(ValueError, match=r"heads: unknown key\(s\) \['n_exampels'\]"):
+        _build(HeadsConfig, {**raw, "n_exampels": 3}, "heads")
+    with pytest.raises(ValueError, match="unknown category"):
+        _build(HeadsConfig, {**raw, "groups": {"music": ["x"]}}, "heads")
+    with pytest.raises(ValueError, match="length_fractions"):
+        _build(HeadsConfig, {**raw, "length_fractions": [0.0]}, "heads")
+    with pytest.raises(ValueError, match="in both"):
+        _build(HeadsConfig, {**raw, "groups": {"arithmetic": ["g"], "control": ["g"]}}, "heads")
+    no_aux = _build(HeadsConfig, {**raw, "groups": {"arithmetic": ["add_alone"]}}, "heads")
+    with pytest.raises(ValueError, match="no auxiliary"):
+        dataclasses.replace(smoke_cfg, heads=no_aux)
+    with pytest.raises(ValueError, match="heads: section missing"):
+        heads.heads_config(dataclasses.replace(smoke_cfg, heads=None))
 
 
 def test_pair_lengths_are_in_distribution_for_both(smoke_cfg):
@@ -307,8 +312,9 @@ def fake_run(run, runs_dir, records_dir, steps):
     """Untrained checkpoints (saved like the training callback's weights-only ones) and records whose
     main-task accuracy falls with the step, so the gap changes across checkpoints."""
     from lengen.system import system_from_run
+    from lengen.train import run_spec
 
-    ckpt_dir = runs_dir / run.run_id / "checkpoints"
+    ckpt_dir = run_spec(run, runs_dir).run_dir / "checkpoints"  # where training keeps them
     ckpt_dir.mkdir(parents=True)
     rows = []
     for i, step in enumerate(steps):
@@ -361,7 +367,7 @@ def test_analysis_end_to_end_on_fake_runs(smoke_cfg, tmp_path):
     manual = []
     for p in t["points"].itertuples():
         abl = rec.ablation[(rec.ablation.run_id == p.run_id) & (rec.ablation.step == p.step)]
-        grid = {task: heads._head_grid(df, "ll_drop").ravel() for task, df in abl.groupby("task")}
+        grid = {task: heads.head_grid(df, "ll_drop").ravel() for task, df in abl.groupby("task")}
         top = sorted(heads.top_heads(grid["reverse_add"], hc.top_k))
         diff = np.mean([np.abs(grid["reverse_add"] - grid[a]) for a in ("no_carry", "carry_only")], 0)
         manual.append(diff[top].mean())
@@ -375,8 +381,8 @@ def test_analysis_end_to_end_on_fake_runs(smoke_cfg, tmp_path):
     pd.testing.assert_frame_equal(back.ablation, rec.ablation, check_dtype=False)
     summary = json.loads(heads.write_summary(rec, corr, t["random_heads"], cfg.profile, out_dir=out).read_text())
     assert summary["checkpoints_analysed"] == n_points and len(summary["correlations"]) == len(corr)
-    heads.save_figure(heads.plot_ablation_maps(back, "arith_carry-rope-s0"), "maps", out_dir=out)
-    heads.save_figure(heads.plot_metric_vs_gap(t["points"], corr), "scatter", out_dir=out)
+    save(heads_plots.plot_ablation_maps(back, "arith_carry-rope-s0"), "maps", out / "figures")
+    save(heads_plots.plot_metric_vs_gap(t["points"], corr), "scatter", out / "figures")
     assert len(list((out / "figures").glob("*.png"))) == 2
     text = heads.describe(corr, t["random_heads"], rec, t["points"])
     assert "arithmetic" in text and "not run" in text

@@ -7,8 +7,7 @@ import pytest
 
 from lengen import records
 from lengen.config import GroupConfig
-from lengen.records import (RECORD_FIELDS, final_records, generalization_gap, group_gap, load_records,
-                            summarize)
+from lengen.records import RECORD_FIELDS, final_records, generalization_gap, group_gap, load_records, summarize
 
 
 def test_doctests():
@@ -16,8 +15,8 @@ def test_doctests():
 
 
 def test_gap_bounds_and_normalization():
-    ones = {l: 1.0 for l in range(1, 11)}
-    zeros = {l: 0.0 for l in range(1, 11)}
+    ones = dict.fromkeys(range(1, 11), 1.0)
+    zeros = dict.fromkeys(range(1, 11), 0.0)
     assert generalization_gap(ones, ones) == 0
     assert generalization_gap(ones, zeros) == pytest.approx(1.0)
     half = {l: (1.0 if l <= 5 else 0.0) for l in range(1, 11)}
@@ -50,7 +49,7 @@ def _rows(run_id: str, task: str, role: str, accs: dict[int, float], step: int) 
 def test_summarize_reads_the_last_step_per_range_and_the_gap():
     group = GroupConfig(main={"reverse_add": 2}, aux={"no_carry": 4}, eval_max=6)
     run = SimpleNamespace(run_id="g-rope-s0", group_name="g", group=group, pos_encoding="rope", seed=0)
-    early = _rows(run.run_id, "reverse_add", "main", {n: 0.0 for n in range(1, 7)}, step=10)
+    early = _rows(run.run_id, "reverse_add", "main", dict.fromkeys(range(1, 7), 0.0), step=10)
     main = _rows(run.run_id, "reverse_add", "main", {1: 1, 2: 1, 3: 0.5, 4: 0.5, 5: 0, 6: 0}, step=20)
     aux = _rows(run.run_id, "no_carry", "aux", {1: 1, 2: 1, 3: 1, 4: 1, 5: 0.5, 6: 0.5}, step=20)
     df = pd.DataFrame(early + main + aux)

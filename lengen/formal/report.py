@@ -2,8 +2,10 @@
 
     records = report.load_records()                  # reports/formal/records.csv
     table = report.predicted_vs_observed(records)     # one row per task × positional encoding
-    fig = report.plot_predicted_vs_observed(table)
+    report.write_summary(table)                       # the table (CSV) and summary metrics (JSON)
     report.describe(table)                            # markdown: agreement counts, with numbers
+
+The figure of the table is ``lengen.plots.formal.plot_predicted_vs_observed``.
 
 *Prediction* = a verified C-RASP program exists in :mod:`lengen.formal.programs` for that fragment
 (C-RASP[periodic, local] for APE, C-RASP for NoPE). *Observed* generalization = the selected config fits
@@ -18,7 +20,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -138,34 +139,6 @@ def display_columns(table: pd.DataFrame) -> pd.DataFrame:
                   "agree", *paper]]
 
 
-def plot_predicted_vs_observed(table: pd.DataFrame):
-    """Heat maps of our accuracy per bin (APE | NoPE), tasks as rows labelled with the prediction
-    (✓ program found, ✗ none); a red frame marks a disagreement between prediction and observation."""
-    bins = [c[4:] for c in table.columns if c.startswith("acc ")]
-    pes = list(dict.fromkeys(table.pos_encoding))
-    tasks = list(dict.fromkeys(table.task))
-    fig, axes = plt.subplots(1, len(pes), figsize=(3.2 * len(pes) + 2.5, 0.32 * len(tasks) + 1.6), squeeze=False)
-    for ax, pe in zip(axes[0], pes):
-        t = table[table.pos_encoding == pe].set_index("task").reindex(tasks)
-        acc = t[[f"acc {b}" for b in bins]].to_numpy(dtype=float)
-        ax.imshow(acc, vmin=0, vmax=1, cmap="viridis", aspect="auto")
-        for i in range(len(tasks)):
-            for j in range(len(bins)):
-                if not np.isnan(acc[i, j]):
-                    ax.text(j, i, f"{100 * acc[i, j]:.0f}", ha="center", va="center", fontsize=7,
-                            color="black" if acc[i, j] > 0.6 else "white")
-            if t.agree.iloc[i] is False or t.agree.iloc[i] == 0:
-                ax.add_patch(plt.Rectangle((-0.5, i - 0.5), len(bins), 1, fill=False, ec="red", lw=1.5))
-        ax.set_xticks(range(len(bins)), bins, fontsize=8)
-        ax.set_yticks(range(len(tasks)),
-                      [f"{x} {'✓' if p else '✗'}" for x, p in zip(tasks, t.predicted.fillna(False))], fontsize=8)
-        ax.set_title(f"{pe.upper()} — {FRAGMENTS[pe]}", fontsize=9)
-        ax.set_xlabel("length bin (accuracy %)", fontsize=8)
-    fig.suptitle("Predicted (✓ = C-RASP program found) vs observed; red = disagreement", fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
 def describe(table: pd.DataFrame, threshold: float = 0.8) -> str:
     """Markdown: how many task × encoding pairs agree, and which do not, with their numbers."""
     last = [c for c in table.columns if c.startswith("acc ")][-1]
@@ -193,15 +166,14 @@ def describe(table: pd.DataFrame, threshold: float = 0.8) -> str:
     return "\n".join(lines)
 
 
-def save(table: pd.DataFrame, fig, out_dir: Path | None = None) -> list[str]:
-    """Write the table (CSV), the figure (PNG) and summary metrics (JSON) next to the records."""
+def write_summary(table: pd.DataFrame, out_dir: Path | None = None) -> list[str]:
+    """Write the table (CSV) and summary metrics (JSON) next to the records; returns the written paths."""
     out_dir = Path(out_dir or FORMAL_DIR)
     table.to_csv(out_dir / "predicted_vs_observed.csv", index=False)
-    fig.savefig(out_dir / "predicted_vs_observed.png", dpi=120, bbox_inches="tight")
     last = [c for c in table.columns if c.startswith("acc ")][-1]
     summary = {"pairs": len(table), "agree": int(table.agree.sum()),
                **{f"{r.task}/{r.pos_encoding}/{last}": round(float(r[last]), 4) for _, r in table.iterrows()
                   if not pd.isna(r[last])}}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
-    files = [out_dir / f for f in ("predicted_vs_observed.csv", "predicted_vs_observed.png", "summary.json")]
+    files = [out_dir / f for f in ("predicted_vs_observed.csv", "summary.json")]
     return [str(f.relative_to(paths.PROJ_ROOT)) if f.is_relative_to(paths.PROJ_ROOT) else str(f) for f in files]

@@ -1,29 +1,20 @@
-"""Figures and tables drawn from the tidy per-length records (never from in-memory models).
+"""Analysis of the training runs (stage ``figures``): tables and findings from the tidy per-length records,
+never from models in memory.
 
-Every function takes the records DataFrame (``lengen.train.load_records``) and the config, so a figure
-can be redrawn from the files DVC tracks.
+Every function takes the records DataFrame (``lengen.records.load_records``) or a table made from it, and
+the config, so every number can be recomputed from the files DVC tracks. The figures drawn from these
+tables are in :mod:`lengen.plots.runs`.
 """
 from __future__ import annotations
 
 import json
 
-# No backend is forced: in a kernel (Jupyter, papermill) the inline backend shows every figure a cell
-# makes, so the executed reports carry them; without a display matplotlib falls back to Agg by itself.
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 
 from lengen import paths
 from lengen.config import Config
-
-sns.set_theme(style="whitegrid", context="notebook")
-
-
-def final_records(records: pd.DataFrame) -> pd.DataFrame:
-    """Rows of each run's last evaluation (the full-size final evaluation)."""
-    last = records.groupby("run_id").step.transform("max")
-    return records[records.step == last]
+from lengen.records import final_records, summarize
 
 
 def transfer_curves(records: pd.DataFrame, cfg: Config, group: str, pos_encoding: str) -> pd.DataFrame:
@@ -47,31 +38,9 @@ def transfer_panels(cfg: Config) -> list[tuple[str, str]]:
                               if r.group.aux))
 
 
-def plot_transfer(records: pd.DataFrame, cfg: Config, group: str, pos_encoding: str, ax=None):
-    """Accuracy vs length: every seed thin, the mean bold; training ranges shaded."""
-    g = cfg.group(group)
-    data = transfer_curves(records, cfg, group, pos_encoding)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7, 4))
-    L_main = g.tasks[g.main_task]
-    L_aux = max(g.aux.values(), default=L_main)
-    ax.axvspan(0.5, L_main + 0.5, color="tab:green", alpha=0.10, label=f"main trained (≤{L_main})")
-    if g.aux:
-        ax.axvspan(L_main + 0.5, L_aux + 0.5, color="tab:orange", alpha=0.07, label=f"aux trained (≤{L_aux})")
-    if len(data):
-        sns.lineplot(data=data, x="length", y="exact_match", hue="curve", units="seed", estimator=None,
-                     lw=0.8, alpha=0.35, legend=False, ax=ax)
-        sns.lineplot(data=data, x="length", y="exact_match", hue="curve", errorbar=None, lw=2.4, ax=ax)
-    ax.set(title=f"{group} ({pos_encoding})", xlabel="length", ylabel="exact match", ylim=(-0.03, 1.03))
-    ax.legend(fontsize=8, loc="best")
-    return ax.figure
-
-
 def run_summary(records: pd.DataFrame, cfg: Config) -> pd.DataFrame:
     """One row per run: main-task exact match in-distribution, in the transfer range, beyond; gap
-    (the same numbers as each run's metrics file, from :func:`lengen.train.summarize`)."""
-    from lengen.train import summarize
-
+    (the same numbers as each run's metrics file, from :func:`lengen.records.summarize`)."""
     rows = []
     for run_id, df in records.groupby("run_id"):
         first = df.iloc[0]
@@ -106,31 +75,9 @@ def write_summary(table: pd.DataFrame, cfg: Config) -> str:
     """The per-group transfer table as ``reports/summary.json`` (the figures stage's DVC metric)."""
     p = paths.REPORTS_DIR / "summary.json"
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps({"profile": cfg.profile, "groups": table.to_dict("records")}, indent=2, default=float) + "\n")
+    summary = {"profile": cfg.profile, "groups": table.to_dict("records")}
+    p.write_text(json.dumps(summary, indent=2, default=float) + "\n")
     return str(p.relative_to(paths.PROJ_ROOT))
-
-
-def save(fig, name: str) -> str:
-    paths.FIGURES_DIR.mkdir(parents=True, exist_ok=True)
-    p = paths.FIGURES_DIR / f"{name}.png"
-    fig.savefig(p, dpi=120, bbox_inches="tight")
-    return str(p.relative_to(paths.PROJ_ROOT))
-
-
-def plot_run(records: pd.DataFrame, cfg: Config, run_id: str):
-    """One run: final exact match vs length per task (left) and main-task accuracy over checkpoints
-    in its in-distribution / transfer / beyond ranges (right)."""
-    df = records[records.run_id == run_id]
-    g = cfg.group(df.group.iloc[0])
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4))
-    sns.lineplot(data=final_records(df), x="length", y="exact_match", hue="task", marker="o", ax=a1)
-    for task, L in g.tasks.items():
-        a1.axvline(L + 0.5, ls=":", c="gray")
-    a1.set(title=f"{run_id}: final", ylim=(-0.03, 1.03), ylabel="exact match")
-    sns.lineplot(data=length_ranges(df, cfg), x="step", y="exact_match", hue="range", marker="o", ax=a2)
-    a2.set(title=f"{g.main_task}: accuracy across checkpoints", ylim=(-0.03, 1.03), ylabel="exact match")
-    fig.tight_layout()
-    return fig
 
 
 def length_ranges(records: pd.DataFrame, cfg: Config) -> pd.DataFrame:
@@ -203,30 +150,16 @@ def describe_selection(selection: pd.DataFrame) -> str:
     return "\n".join(lines) if lines else "_No run evaluated both an in-distribution and a transfer range._"
 
 
-def plot_ranges(ranges: pd.DataFrame):
-    """Main-task accuracy per length range across checkpoints, one panel per group, seeds as lines."""
-    grid = sns.relplot(data=ranges, x="step", y="exact_match", hue="range", style="seed", col="group",
-                       kind="line", marker="o", height=3.2, aspect=1.2, col_wrap=min(3, ranges.group.nunique()))
-    grid.set(ylim=(-0.03, 1.03))
-    return grid.figure
-
-
 # ---------------------------------------------------------------------------------------------
 # Ablations: generalization gaps per group (RoPE vs NoPE, one vs two auxiliaries, controls)
 
 
-def plot_gaps(summary: pd.DataFrame, groups: list[str]):
-    """Generalization gap per group and position encoding: bars = mean over seeds, dots = each seed."""
+def describe_gaps(summary: pd.DataFrame, groups: list[str]) -> str:
+    """Markdown: the mean ± sd gap of each (group, position encoding), for the ablation figure."""
     df = summary[summary.group.isin(groups) & summary.gap.notna()]
-    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * max(1, len(groups)), 3.6))
-    if len(df):
-        order = [g for g in groups if g in set(df.group)]
-        sns.barplot(data=df, x="group", y="gap", hue="pos_encoding", order=order, errorbar=None, alpha=0.6, ax=ax)
-        sns.stripplot(data=df, x="group", y="gap", hue="pos_encoding", order=order, dodge=True, legend=False,
-                      color="black", size=4, ax=ax)
-    ax.set(ylim=(0, 1), ylabel="generalization gap (0 = perfect transfer)", xlabel="")
-    ax.tick_params(axis="x", rotation=30)
-    return fig
+    lines = [f"- **{g}** ({pe}, {len(d)} seed(s)): gap {d.gap.mean():.2f} ± {d.gap.std(ddof=0):.2f}"
+             for (g, pe), d in df.groupby(["group", "pos_encoding"])]
+    return "\n".join(lines) if lines else "_No ablation runs in this profile._"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,30 +198,13 @@ def paper_grid(cfg: Config) -> pd.DataFrame:
         index="main length", columns="aux length")
 
 
-def grid_report(summary: pd.DataFrame, cfg: Config):
-    """The grid figure (measured beside the paper) and its markdown; (None, a note) without a grid."""
+def grid_report(summary: pd.DataFrame, cfg: Config) -> tuple[pd.DataFrame | None, pd.DataFrame | None, str]:
+    """The grid's gaps, measured and the paper's (``lengen.plots.runs.plot_grid`` draws them side by side),
+    and their markdown; (None, None, a note) without a grid."""
     if cfg.grid is None:
-        return None, "_No grid in this profile._"
+        return None, None, "_No grid in this profile._"
     ours, paper = grid_gaps(summary, cfg), paper_grid(cfg)
-    return plot_grid(ours, paper), describe_grid(ours, paper)
-
-
-def plot_grid(ours: pd.DataFrame, paper: pd.DataFrame):
-    """Side-by-side heat maps of the generalization gap: this run's grid and the paper's."""
-    fig, axes = plt.subplots(1, 2, figsize=(4 + 1.4 * ours.shape[1], 0.9 + 0.8 * ours.shape[0]))
-    for ax, df, title in [(axes[0], ours, "measured"), (axes[1], paper, "paper (Fig. 10)")]:
-        sns.heatmap(df.astype(float), annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis_r", cbar=False, ax=ax)
-        ax.set(title=title)
-    fig.tight_layout()
-    return fig
-
-
-def describe_gaps(summary: pd.DataFrame, groups: list[str]) -> str:
-    """Markdown: the mean ± sd gap of each (group, position encoding), for the ablation figure."""
-    df = summary[summary.group.isin(groups) & summary.gap.notna()]
-    lines = [f"- **{g}** ({pe}, {len(d)} seed(s)): gap {d.gap.mean():.2f} ± {d.gap.std(ddof=0):.2f}"
-             for (g, pe), d in df.groupby(["group", "pos_encoding"])]
-    return "\n".join(lines) if lines else "_No ablation runs in this profile._"
+    return ours, paper, describe_grid(ours, paper)
 
 
 def describe_grid(ours: pd.DataFrame, paper: pd.DataFrame) -> str:
