@@ -5,8 +5,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROFILE ?=
+FORCE   ?=
+USE     := $(BIN)/python -m lengen.config use $(PROFILE) $(if $(FORCE),--force)
 
-.PHONY: env test reproduce lab profile strip clean-venv bench
+.PHONY: env test check reproduce lab profile strip clean-venv bench
 
 env: $(STAMP)
 
@@ -24,13 +26,20 @@ $(STAMP): requirements.txt requirements-nodeps.txt requirements.lock pyproject.t
 test: env
 	$(BIN)/python -m pytest -q
 
-# PROFILE=smoke|cpu|paper switches the active params.yaml first (see README).
+# Every section of params.yaml, checked in a second without torch. Runs before `dvc repro` reads dvc.yaml:
+# a malformed matrix (`seeds: 0`) makes DVC fail with "'Value' object is not iterable" instead.
+check: env
+	$(BIN)/python -m lengen.config check
+
+# PROFILE=smoke|cpu|paper switches the active params.yaml first (see README); a params.yaml with edits is
+# kept unless FORCE=1.
 reproduce: env
-	@if [ -n "$(PROFILE)" ]; then $(BIN)/python -m lengen.config use $(PROFILE); fi
+	@if [ -n "$(PROFILE)" ]; then $(USE); fi
+	$(BIN)/python -m lengen.config check
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
 
 profile: env
-	$(BIN)/python -m lengen.config use $(PROFILE)
+	$(USE)
 
 lab: env
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/jupyter lab $$( [ "$$(id -u)" = 0 ] && echo --allow-root )

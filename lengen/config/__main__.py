@@ -1,0 +1,5 @@
+import sys
+
+from lengen.config.cli import main
+
+sys.exit(main())
