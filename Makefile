@@ -8,7 +8,7 @@ PROFILE ?=
 FORCE   ?=
 USE     := $(BIN)/python -m lengen.config use $(PROFILE) $(if $(FORCE),--force)
 
-.PHONY: env test check reproduce lab profile strip clean-venv bench
+.PHONY: env test lint check reproduce lab profile strip clean-venv bench
 
 env: $(STAMP)
 
@@ -25,6 +25,13 @@ $(STAMP): requirements.txt requirements-nodeps.txt requirements.lock pyproject.t
 
 test: env
 	$(BIN)/python -m pytest -q
+
+# Lint (ruff, settings in pyproject.toml) and notebooks stored without outputs (also the pre-commit hooks:
+# `$(BIN)/pre-commit install`).
+lint: env
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/nbstripout --keep-id --verify notebooks/*.ipynb
 
 # Every section of params.yaml, checked in a second without torch. Runs before `dvc repro` reads dvc.yaml:
 # a malformed matrix (`seeds: 0`) makes DVC fail with "'Value' object is not iterable" instead.
@@ -48,7 +55,7 @@ bench: env
 	$(BIN)/python benchmarks/speed.py
 
 strip:
-	$(BIN)/jupyter nbconvert --clear-output --inplace notebooks/*.ipynb
+	$(BIN)/nbstripout --keep-id notebooks/*.ipynb
 
 clean-venv:
 	rm -rf $(VENV)

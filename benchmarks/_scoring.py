@@ -1,4 +1,5 @@
 """What the scripts that score a trained run's checkpoint share: options, data section, checkpoint."""
+
 from __future__ import annotations
 
 import argparse

@@ -12,6 +12,7 @@ profile's evaluation sets of ``--task`` at the final checkpoint (or ``--step``),
 length (exact match, then the accuracy at each answer position, ``<eos>`` last) and appends one JSON
 line per run to ``benchmarks/answer_positions.jsonl``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,14 @@ def position_rows(model, task: str, lengths: list[int], n: int, seed: int, modul
     rows = []
     for (_, k), examples in sorted(sets.items()):
         acc, _ = answer_position_accuracy(model, examples)
-        rows.append(dict(length=k, n=len(examples), exact_match=round(teacher_forced(model, examples).exact_match, 3),
-                         position_accuracy=[round(float(a), 3) for a in acc]))
+        rows.append(
+            dict(
+                length=k,
+                n=len(examples),
+                exact_match=round(teacher_forced(model, examples).exact_match, 3),
+                position_accuracy=[round(float(a), 3) for a in acc],
+            )
+        )
     return rows
 
 
@@ -48,16 +55,29 @@ def main() -> None:
         name, run_dir = spec.split("=", 1)
         ckpt = checkpoint(Path(run_dir), args.step)
         model = load_system(ckpt).model.eval()
-        rows = position_rows(model, args.task, lengths, data.n_eval, data.seed,
-                             data.holdout_modulus)
+        rows = position_rows(model, args.task, lengths, data.n_eval, data.seed, data.holdout_modulus)
         print(f"{name} ({ckpt}): accuracy per answer position, <eos> last")
         for r in rows:
-            print(f" {r['length']:3d}  em {r['exact_match']:.3f} | " + " ".join(f"{a:.2f}" for a in r["position_accuracy"]))
+            print(
+                f" {r['length']:3d}  em {r['exact_match']:.3f} | "
+                + " ".join(f"{a:.2f}" for a in r["position_accuracy"])
+            )
         info = ckpt.parent.parent / "run.json"  # where the run trained (its bits depend on the float path)
         trained_on = json.loads(info.read_text()).get("processor") if info.exists() else None
         with open(LOG, "a") as f:
-            f.write(json.dumps(dict(name=name, checkpoint=str(ckpt), task=args.task, profile=args.profile,
-                                    trained_on=trained_on, rows=rows)) + "\n")
+            f.write(
+                json.dumps(
+                    dict(
+                        name=name,
+                        checkpoint=str(ckpt),
+                        task=args.task,
+                        profile=args.profile,
+                        trained_on=trained_on,
+                        rows=rows,
+                    )
+                )
+                + "\n"
+            )
 
 
 if __name__ == "__main__":

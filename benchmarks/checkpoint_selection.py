@@ -12,6 +12,7 @@ and the best in hindsight (an upper bound only). ``lengen.analysis.checkpoint_se
 work; the figures notebook shows the same table for the pipeline's runs. Prints a table and appends
 one JSON line per run to ``benchmarks/checkpoint_selection.jsonl``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,10 @@ LOG = Path(__file__).with_name("checkpoint_selection.jsonl")
 
 def trained_on(records_dir: Path, run_id: str) -> str | None:
     """The processor the run trained on, from its run.json (pipeline layout or recipe_search's)."""
-    for info in (records_dir.parent.parent / "runs" / run_id / "run.json",
-                 records_dir.parent.parent / "run" / "run.json"):
+    for info in (
+        records_dir.parent.parent / "runs" / run_id / "run.json",
+        records_dir.parent.parent / "run" / "run.json",
+    ):
         if info.exists():
             return json.loads(info.read_text()).get("processor")
     return None
@@ -56,17 +59,31 @@ def main() -> None:
                 if args.groups and records.group.iloc[0] not in args.groups:
                     continue
                 sel = analysis.checkpoint_selection(analysis.length_ranges(records, cfg))
-                rows += [dict(label=label, source=str(csv), processor=trained_on(Path(d), r["run_id"]), **r)
-                         for r in sel.to_dict("records")]
+                rows += [
+                    dict(label=label, source=str(csv), processor=trained_on(Path(d), r["run_id"]), **r)
+                    for r in sel.to_dict("records")
+                ]
     table = pd.DataFrame(rows)
     if table.empty:
         raise SystemExit("no run with both an in-distribution and a transfer range")
-    cols = ["label", "run_id", "last_step", "transfer_last", "selected_step", "selected_in_dist",
-            "transfer_selected", "hindsight_step", "transfer_hindsight"]
+    cols = [
+        "label",
+        "run_id",
+        "last_step",
+        "transfer_last",
+        "selected_step",
+        "selected_in_dist",
+        "transfer_selected",
+        "hindsight_step",
+        "transfer_hindsight",
+    ]
     print(table[cols].to_string(index=False, float_format="%.3f"))
     print()
-    print(table.groupby(["label", "group"])[["transfer_last", "transfer_selected", "transfer_hindsight"]]
-          .agg(["mean", "max"]).to_string(float_format="%.3f"))
+    print(
+        table.groupby(["label", "group"])[["transfer_last", "transfer_selected", "transfer_hindsight"]]
+        .agg(["mean", "max"])
+        .to_string(float_format="%.3f")
+    )
     with open(LOG, "a") as f:
         for r in rows:
             f.write(json.dumps(r, default=float) + "\n")

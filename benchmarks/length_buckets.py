@@ -14,6 +14,7 @@ each group (pre-generated: data generation is not timed), whole steps through th
 `training_step` (forward, loss, backward, clip, AdamW), k = 1 (the whole batch), 2, 4, 8 in interleaved
 rounds, best round kept. "Tokens computed" counts the positions each variant runs (padding included).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,9 +72,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cfg = load_config(ROOT / "profiles" / "cpu.yaml")
     rows = []
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"threads {args.threads}, fp32, batch {cfg.train.batch_size}, {args.steps} timed steps x "
-          f"{args.rounds} rounds (best kept)")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"threads {args.threads}, fp32, batch {cfg.train.batch_size}, {args.steps} timed steps x "
+        f"{args.rounds} rounds (best kept)"
+    )
     for g in GROUPS:
         run = cfg.run(g, "rope", seed=0)
         stream = TrainStream(run.group, run.train.batch_size, cfg.data.seed, cfg.data.holdout_modulus)
@@ -92,17 +95,38 @@ def main() -> None:
         supervised = sum(int((b["labels"] != IGNORE).sum()) for b in batches[2:])
         for k in KS:
             computed = sum(len(rows_) * T for b in batches[2:] for rows_, T in length_buckets(b["labels"], k))
-            rows.append(dict(group=g, k=k, s_per_step=round(best[k], 4), speedup=round(best[1] / best[k], 2),
-                             tokens_computed=computed, supervised_tokens=supervised,
-                             max_rel_grad_diff=0.0 if k == 1 else grad_diff(run, batches[2], k)))
+            rows.append(
+                dict(
+                    group=g,
+                    k=k,
+                    s_per_step=round(best[k], 4),
+                    speedup=round(best[1] / best[k], 2),
+                    tokens_computed=computed,
+                    supervised_tokens=supervised,
+                    max_rel_grad_diff=0.0 if k == 1 else grad_diff(run, batches[2], k),
+                )
+            )
     print(f"\n{'group':<14}{'k':>3}{'s/step':>9}{'speed-up':>10}{'tokens computed':>17}{'max rel grad diff':>19}")
     for r in rows:
-        print(f"{r['group']:<14}{r['k']:>3}{r['s_per_step']:>9.4f}{r['speedup']:>9.2f}x"
-              f"{r['tokens_computed']:>17,}{r['max_rel_grad_diff']:>19.1e}")
+        print(
+            f"{r['group']:<14}{r['k']:>3}{r['s_per_step']:>9.4f}{r['speedup']:>9.2f}x"
+            f"{r['tokens_computed']:>17,}{r['max_rel_grad_diff']:>19.1e}"
+        )
     if args.json:
-        args.json.write_text(json.dumps({"threads": args.threads, "steps": args.steps, "rounds": args.rounds,
-                                         "processor": platform.processor(), "torch": torch.__version__,
-                                         "rows": rows}, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "threads": args.threads,
+                    "steps": args.steps,
+                    "rounds": args.rounds,
+                    "processor": platform.processor(),
+                    "torch": torch.__version__,
+                    "rows": rows,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

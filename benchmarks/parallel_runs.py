@@ -11,6 +11,7 @@ real ``arith_carry`` batches (``precision.step_times``), (a) in one process at 2
 process at 1 thread, (c) in two 1-thread processes started together. Throughput of (c) over (a) above 1
 would favour running two seeds side by side.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,9 @@ def measure(threads: int, steps: int) -> float:
 
 
 def child(threads: int, steps: int) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, __file__, "--child", str(threads), "--steps", str(steps)],
-                            stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, __file__, "--child", str(threads), "--steps", str(steps)], stdout=subprocess.PIPE, text=True
+    )
 
 
 def result(p: subprocess.Popen) -> float:
@@ -73,19 +75,38 @@ def main(argv: list[str] | None = None) -> int:
     side_by_side = [result(p) for p in pair]
     steps_per_s = {"one 2-thread process": 1 / two_threads, "two 1-thread processes": sum(1 / t for t in side_by_side)}
     ratio = steps_per_s["two 1-thread processes"] / steps_per_s["one 2-thread process"]
-    print(f"machine: {info.get('cpu')} | torch CPU capability {info.get('cpu_capability')} | fp32, batch 64, "
-          f"arith_carry, {args.steps} timed steps each")
+    print(
+        f"machine: {info.get('cpu')} | torch CPU capability {info.get('cpu_capability')} | fp32, batch 64, "
+        f"arith_carry, {args.steps} timed steps each"
+    )
     print(f"(a) one process, 2 threads     : {two_threads:.3f} s/step")
-    print(f"(b) one process, 1 thread      : {one_thread:.3f} s/step  (2-thread speed-up {one_thread / two_threads:.2f}x)")
+    print(
+        f"(b) one process, 1 thread      : {one_thread:.3f} s/step  (2-thread speed-up {one_thread / two_threads:.2f}x)"
+    )
     print(f"(c) two 1-thread side by side  : {side_by_side[0]:.3f} / {side_by_side[1]:.3f} s/step")
-    print(f"throughput (c) / (a): {ratio:.2f}x  ->  "
-          f"{'two runs side by side pay' if ratio > 1.1 else 'one 2-thread run at a time is as fast'}")
+    print(
+        f"throughput (c) / (a): {ratio:.2f}x  ->  "
+        f"{'two runs side by side pay' if ratio > 1.1 else 'one 2-thread run at a time is as fast'}"
+    )
     if args.json:
-        args.json.write_text(json.dumps({
-            "machine": info, "steps": args.steps, "s_per_step": {
-                "one_process_2_threads": two_threads, "one_process_1_thread": one_thread,
-                "two_processes_1_thread": side_by_side},
-            "steps_per_s": steps_per_s, "side_by_side_over_2_threads": ratio}, indent=2, default=str) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "machine": info,
+                    "steps": args.steps,
+                    "s_per_step": {
+                        "one_process_2_threads": two_threads,
+                        "one_process_1_thread": one_thread,
+                        "two_processes_1_thread": side_by_side,
+                    },
+                    "steps_per_s": steps_per_s,
+                    "side_by_side_over_2_threads": ratio,
+                },
+                indent=2,
+                default=str,
+            )
+            + "\n"
+        )
     return 0
 
 

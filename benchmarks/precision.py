@@ -12,6 +12,7 @@ Method: best-of-5 GFLOP/s of matmuls of the model's shapes; whole training steps
 backward, clip, AdamW) of the `cpu` profile's model on real `arith_carry` batches, the same batches
 for both precisions, after an untimed warm-up step per sequence length.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,16 +69,23 @@ def main(argv: list[str] | None = None) -> int:
     run = cfg.run("arith_carry", "rope", 0)
     m, B = run.model, run.train.batch_size
     info = machine_info(args.threads)
-    print(f"machine: {info.get('cpu')} | bf16 ISA: {info.get('isa_bf16')} | torch {torch.__version__} | "
-          f"{args.threads} thread(s)")
+    print(
+        f"machine: {info.get('cpu')} | bf16 ISA: {info.get('isa_bf16')} | torch {torch.__version__} | "
+        f"{args.threads} thread(s)"
+    )
     print(f"native bf16: {native_bf16()}; train.precision 'auto' -> {resolve_precision('auto')}")
 
-    shapes = {"qkv/o (B*T x d x d)": (B * 48, m.d_model, m.d_model), "mlp (B*T x d x d_mlp)": (B * 48, m.d_mlp, m.d_model)}
+    shapes = {
+        "qkv/o (B*T x d x d)": (B * 48, m.d_model, m.d_model),
+        "mlp (B*T x d x d_mlp)": (B * 48, m.d_mlp, m.d_model),
+    }
     peak = {}
     for name, (M, N, K) in shapes.items():
-        peak[name] = {p: matmul_gflops(N, torch.float32 if p == "32-true" else torch.bfloat16, 5, m=M, k=K)
-                      for p in PRECISIONS}
-        print(f"matmul {name:24s} fp32 {peak[name]['32-true']:7.1f} GFLOP/s   bf16 {peak[name]['bf16-mixed']:7.1f} GFLOP/s")
+        peak[name] = {
+            p: matmul_gflops(N, torch.float32 if p == "32-true" else torch.bfloat16, 5, m=M, k=K) for p in PRECISIONS
+        }
+        fp32, bf16 = peak[name]["32-true"], peak[name]["bf16-mixed"]
+        print(f"matmul {name:24s} fp32 {fp32:7.1f} GFLOP/s   bf16 {bf16:7.1f} GFLOP/s")
 
     stream = iter(TrainStream(run.group, B, run.data.seed, run.data.holdout_modulus))
     warm = 2
@@ -86,12 +94,26 @@ def main(argv: list[str] | None = None) -> int:
     for p in PRECISIONS:
         t = step_times(run, batches, p, warm)
         steps[p] = {"median_s": statistics.median(t), "min_s": min(t), "n": len(t)}
-        print(f"training step, {p:10s}: median {steps[p]['median_s']:.3f} s (min {steps[p]['min_s']:.3f}, {len(t)} steps)")
+        print(
+            f"training step, {p:10s}: median {steps[p]['median_s']:.3f} s (min {steps[p]['min_s']:.3f}, {len(t)} steps)"
+        )
     ratio = steps["bf16-mixed"]["median_s"] / steps["32-true"]["median_s"]
     print(f"bf16 / fp32 step time: {ratio:.2f}x  ->  {'bf16 pays' if ratio < 1 else 'fp32 is faster here'}")
     if args.json:
-        args.json.write_text(json.dumps({"machine": info, "auto": resolve_precision("auto"), "matmul_gflops": peak,
-                                         "step": steps, "bf16_over_fp32": ratio}, indent=2, default=str) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "machine": info,
+                    "auto": resolve_precision("auto"),
+                    "matmul_gflops": peak,
+                    "step": steps,
+                    "bf16_over_fp32": ratio,
+                },
+                indent=2,
+                default=str,
+            )
+            + "\n"
+        )
     return 0
 
 

@@ -8,6 +8,7 @@ overrides, wall time, and the run's summary (main task in-distribution / transfe
 auxiliary in-distribution, generalization gap) plus the final per-length exact match of the main task.
 The README's Results section is the reading of that file.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,15 +55,25 @@ def main() -> None:
     run = cfg.run(args.group, args.pe, args.seed)
     out = Path("/tmp/lengen-search") / args.name
     t0 = time.time()
-    res = train_run(run, eval_dir=out / "eval", runs_root=out / "runs", reports_dir=out / "reports",
-                    progress=False, resume=True)
+    res = train_run(
+        run, eval_dir=out / "eval", runs_root=out / "runs", reports_dir=out / "reports", progress=False, resume=True
+    )
     final = res.records[res.records.step == res.records.step.max()]
     main_curve = final[final.task == run.group.main_task].sort_values("length")
     info = json.loads((out / "run" / "run.json").read_text())
-    line = dict(name=args.name, profile=args.profile, group=args.group, pe=args.pe, seed=args.seed,
-                overrides=sets, wall_s=round(time.time() - t0, 1), summary=res.metrics,
-                processor=info["processor"], float_path=info.get("float_path"),
-                main_exact_match={int(r.length): round(float(r.exact_match), 3) for r in main_curve.itertuples()})
+    line = dict(
+        name=args.name,
+        profile=args.profile,
+        group=args.group,
+        pe=args.pe,
+        seed=args.seed,
+        overrides=sets,
+        wall_s=round(time.time() - t0, 1),
+        summary=res.metrics,
+        processor=info["processor"],
+        float_path=info.get("float_path"),
+        main_exact_match={int(r.length): round(float(r.exact_match), 3) for r in main_curve.itertuples()},
+    )
     with open(LOG, "a") as f:
         f.write(json.dumps(line) + "\n")
     print(json.dumps(line, indent=1))

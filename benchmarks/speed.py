@@ -19,6 +19,7 @@ step), so each timed step includes everything its stack does per step (forward, 
 clipping, optimizer, scheduler, hooks, logging, fetching the next batch). Contestants run in
 interleaved rounds and the best round is kept.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,13 +44,17 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from lengen.config import GroupConfig, load_config  # noqa: E402
-from lengen.data import IGNORE, TrainStream, make_eval_set  # noqa: E402
+from lengen.data import (  # noqa: E402
+    IGNORE,
+    TrainStream,
+    format_example,  # noqa: E402
+    make_eval_set,
+)
 from lengen.evaluate import greedy, teacher_forced  # noqa: E402
 from lengen.model import ModelConfig, Transformer  # noqa: E402
 from lengen.runtime import autocast_context  # noqa: E402
 from lengen.system import LengenSystem  # noqa: E402
 from lengen.tasks import Example  # noqa: E402
-from lengen.data import format_example  # noqa: E402
 from lengen.tokenizer import default_tokenizer  # noqa: E402
 
 PROFILE = ROOT / "profiles" / "cpu.yaml"
@@ -97,13 +102,19 @@ def machine_info(threads: int) -> dict:
     with contextlib.suppress(OSError, ValueError), open("/proc/meminfo") as f:
         mem_gib = round(int(f.readline().split()[1]) / 2**20, 1)
     return {
-        "cpu": cpu, "logical_cores": os.cpu_count(),
+        "cpu": cpu,
+        "logical_cores": os.cpu_count(),
         "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "mem_gib": mem_gib,
         "isa_bf16": sorted(f for f in flags if "bf16" in f or f.startswith("amx")),
-        "avx512": "avx512f" in flags, "onednn_bf16_supported": bf16_ok,
-        "torch": torch.__version__, "lightning": lightning.__version__, "transformers": transformers.__version__,
-        "python": platform.python_version(), "threads": torch.get_num_threads(), "requested_threads": threads,
+        "avx512": "avx512f" in flags,
+        "onednn_bf16_supported": bf16_ok,
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+        "requested_threads": threads,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
 
@@ -152,8 +163,7 @@ def batch_stats(batches: list[dict]) -> dict:
     n_in = sum(b["input_ids"].numel() for b in batches)
     n_tgt = sum(int((b["labels"] != IGNORE).sum()) for b in batches)
     n_ex = sum(b["input_ids"].shape[0] for b in batches)
-    return {"input_tokens": n_in, "target_tokens": n_tgt, "examples": n_ex,
-            "mean_T": n_in / n_ex}
+    return {"input_tokens": n_in, "target_tokens": n_tgt, "examples": n_ex, "mean_T": n_in / n_ex}
 
 
 def model_flops(model: Transformer, batches: list[dict]) -> float:
@@ -180,11 +190,15 @@ def optimizer_like_system(model: torch.nn.Module, system: LengenSystem):
 
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": hp.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=hp.lr,
+        betas=tuple(hp.betas),
+        eps=hp.eps,
+    )
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_lambda(s, hp.warmup_steps, hp.decay_steps, hp.total_steps, hp.min_lr_frac))
+        opt, lambda s: lr_lambda(s, hp.warmup_steps, hp.decay_steps, hp.total_steps, hp.min_lr_frac)
+    )
     return opt, sched
 
 
@@ -195,9 +209,15 @@ def optimizer_like_system(model: torch.nn.Module, system: LengenSystem):
 def make_system(mcfg: ModelConfig, train_cfg, total_steps: int) -> LengenSystem:
     torch.manual_seed(0)
     return LengenSystem(
-        model_config=dataclasses.asdict(mcfg), lr=train_cfg.lr, betas=(train_cfg.beta1, train_cfg.beta2),
-        eps=train_cfg.eps, weight_decay=train_cfg.weight_decay, warmup_steps=round(0.1 * total_steps),
-        decay_steps=round(0.2 * total_steps), total_steps=total_steps, min_lr_frac=train_cfg.min_lr_frac,
+        model_config=dataclasses.asdict(mcfg),
+        lr=train_cfg.lr,
+        betas=(train_cfg.beta1, train_cfg.beta2),
+        eps=train_cfg.eps,
+        weight_decay=train_cfg.weight_decay,
+        warmup_steps=round(0.1 * total_steps),
+        decay_steps=round(0.2 * total_steps),
+        total_steps=total_steps,
+        min_lr_frac=train_cfg.min_lr_frac,
     )
 
 
@@ -206,11 +226,19 @@ def make_hf(mcfg: ModelConfig, attn: str = "sdpa"):
 
     torch.manual_seed(0)
     cfg = LlamaConfig(
-        vocab_size=mcfg.vocab_size, hidden_size=mcfg.d_model, intermediate_size=mcfg.d_mlp,
-        num_hidden_layers=mcfg.n_layer, num_attention_heads=mcfg.n_head, num_key_value_heads=mcfg.n_head,
-        max_position_embeddings=mcfg.max_seq_len, tie_word_embeddings=False, attn_implementation=attn,
-        rms_norm_eps=mcfg.norm_eps, rope_parameters={"rope_type": "default", "rope_theta": mcfg.rope_base},
-        pad_token_id=default_tokenizer().pad_id, bos_token_id=default_tokenizer().bos_id,
+        vocab_size=mcfg.vocab_size,
+        hidden_size=mcfg.d_model,
+        intermediate_size=mcfg.d_mlp,
+        num_hidden_layers=mcfg.n_layer,
+        num_attention_heads=mcfg.n_head,
+        num_key_value_heads=mcfg.n_head,
+        max_position_embeddings=mcfg.max_seq_len,
+        tie_word_embeddings=False,
+        attn_implementation=attn,
+        rms_norm_eps=mcfg.norm_eps,
+        rope_parameters={"rope_type": "default", "rope_theta": mcfg.rope_base},
+        pad_token_id=default_tokenizer().pad_id,
+        bos_token_id=default_tokenizer().bos_id,
         eos_token_id=default_tokenizer().eos_id,
     )
     return LlamaForCausalLM(cfg).float()
@@ -246,9 +274,18 @@ def time_lightning(mcfg, train_cfg, batches, warmup: int, steps: int, clip: floa
     system = make_system(mcfg, train_cfg, n)
     clock = StepClock()
     trainer = L.Trainer(
-        max_steps=n, precision=PRECISION, accelerator="cpu", devices=1, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        gradient_clip_val=clip, limit_val_batches=0, num_sanity_val_steps=0, callbacks=[clock],
+        max_steps=n,
+        precision=PRECISION,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        gradient_clip_val=clip,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        callbacks=[clock],
     )
     loader = DataLoader(batches[:n], batch_size=None, shuffle=False, num_workers=0)
     t0 = time.perf_counter()
@@ -262,14 +299,17 @@ def time_lightning(mcfg, train_cfg, batches, warmup: int, steps: int, clip: floa
     phases = {"forward": 0.0, "backward": 0.0, "clip+optimizer": 0.0, "loop": 0.0}
     starts = [i for i, (k, _) in enumerate(clock.ev) if k == "start"]
     for j in range(warmup, warmup + steps):
-        seg = dict(clock.ev[starts[j]:starts[j + 1]])
+        seg = dict(clock.ev[starts[j] : starts[j + 1]])
         phases["forward"] += seg["before_backward"] - seg["start"]
         phases["backward"] += seg["after_backward"] - seg["before_backward"]
         phases["clip+optimizer"] += seg["end"] - seg["after_backward"]
         phases["loop"] += clock.ev[starts[j + 1]][1] - seg["end"]
-    return {"seconds": clock.t[warmup + steps] - clock.t[warmup], "fit_wall_s": total,
-            "phases_ms_per_step": {k: 1e3 * v / steps for k, v in phases.items()},
-            "steps_ms": [1e3 * (b - a) for a, b in zip(clock.t[warmup:], clock.t[warmup + 1:])]}
+    return {
+        "seconds": clock.t[warmup + steps] - clock.t[warmup],
+        "fit_wall_s": total,
+        "phases_ms_per_step": {k: 1e3 * v / steps for k, v in phases.items()},
+        "steps_ms": [1e3 * (b - a) for a, b in zip(clock.t[warmup:], clock.t[warmup + 1 :])],
+    }
 
 
 def time_plain(model, opt, sched, loss_fn, batches, warmup: int, steps: int, clip: float) -> dict:
@@ -298,9 +338,11 @@ def time_plain(model, opt, sched, loss_fn, batches, warmup: int, steps: int, cli
     t_step.append(time.perf_counter())
     if not torch.isfinite(loss):
         raise RuntimeError(f"non-finite loss {loss}")
-    return {"seconds": t_step[warmup + steps] - t_step[warmup],
-            "phases_ms_per_step": {k: 1e3 * v / steps for k, v in phases.items()},
-            "steps_ms": [1e3 * (b - a) for a, b in zip(t_step[warmup:], t_step[warmup + 1:])]}
+    return {
+        "seconds": t_step[warmup + steps] - t_step[warmup],
+        "phases_ms_per_step": {k: 1e3 * v / steps for k, v in phases.items()},
+        "steps_ms": [1e3 * (b - a) for a, b in zip(t_step[warmup:], t_step[warmup + 1 :])],
+    }
 
 
 def lengen_loss_sdpa(model, batch):  # info variant: force F.scaled_dot_product_attention (the GPU path)
@@ -334,7 +376,7 @@ CONTESTANTS = {  # key -> label; the first three carry the targets, the rest are
 
 def bench_training(name: str, mcfg: ModelConfig, train_cfg, batches, args) -> dict:
     W, S, clip = args.warmup, args.steps, train_cfg.grad_clip
-    timed = batches[W:W + S]
+    timed = batches[W : W + S]
     st = batch_stats(timed)
     probe = Transformer(mcfg)
     flops = model_flops(probe, timed)
@@ -350,7 +392,7 @@ def bench_training(name: str, mcfg: ModelConfig, train_cfg, batches, args) -> di
     for r in range(args.repeats):
         # the three target contestants every round, in rotated order (no one is always first); the
         # informational variants once, in the first round
-        order = core[r % 3:] + core[:r % 3] + ([k for k in keys if k not in core] if r == 0 else [])
+        order = core[r % 3 :] + core[: r % 3] + ([k for k in keys if k not in core] if r == 0 else [])
         print(f"  [{name}] round {r + 1}/{args.repeats}:", end="", flush=True)
         for k in order:
             gc.collect()
@@ -369,16 +411,28 @@ def bench_training(name: str, mcfg: ModelConfig, train_cfg, batches, args) -> di
             res["other_cpu_s"] = bg.other_cpu_s
             rounds[k].append(res)
             print(f" {k} {res['seconds'] / S * 1e3:.1f}", end="", flush=True)
-        print(" (ms/step; CPU-s used by other processes meanwhile: "
-              + ", ".join(f"{rounds[k][-1]['other_cpu_s']:.1f}" for k in order) + ")", flush=True)
-    out = {"model": dataclasses.asdict(mcfg), "params_lengen": probe.num_params(non_embedding=False),
-           "params_hf": hf_params, "timed_steps": S, "warmup_steps": W, "batch": st,
-           "flops_timed": flops, "flops_per_token_at_mean_T": probe.flops_per_token(round(st["mean_T"]))}
+        print(
+            " (ms/step; CPU-s used by other processes meanwhile: "
+            + ", ".join(f"{rounds[k][-1]['other_cpu_s']:.1f}" for k in order)
+            + ")",
+            flush=True,
+        )
+    out = {
+        "model": dataclasses.asdict(mcfg),
+        "params_lengen": probe.num_params(non_embedding=False),
+        "params_hf": hf_params,
+        "timed_steps": S,
+        "warmup_steps": W,
+        "batch": st,
+        "flops_timed": flops,
+        "flops_per_token_at_mean_T": probe.flops_per_token(round(st["mean_T"])),
+    }
     for k, rs in rounds.items():
         best = min(rs, key=lambda d: d["seconds"])
         sec = best["seconds"]
         out[k] = {
-            "seconds": sec, "all_rounds_s": [d["seconds"] for d in rs],
+            "seconds": sec,
+            "all_rounds_s": [d["seconds"] for d in rs],
             "other_cpu_s_best_round": best["other_cpu_s"],
             "ms_per_step": 1e3 * sec / S,
             "median_step_ms": statistics.median(best["steps_ms"]),
@@ -398,8 +452,12 @@ def bench_training(name: str, mcfg: ModelConfig, train_cfg, batches, args) -> di
 def shape_matched_peak(mcfg: ModelConfig, M: int, reps: int) -> dict:
     """bf16 GFLOP/s of the model's own forward matmul shapes (M = B x mean T rows)."""
     d, h, V = mcfg.d_model, mcfg.d_mlp, mcfg.vocab_size
-    shapes = {"qkvo (M,d)x(d,d)": (M, d, d), "mlp up (M,d)x(d,h)": (M, d, h),
-              "mlp down (M,h)x(h,d)": (M, h, d), "lm_head (M,d)x(d,V)": (M, d, V)}
+    shapes = {
+        "qkvo (M,d)x(d,d)": (M, d, d),
+        "mlp up (M,d)x(d,h)": (M, d, h),
+        "mlp down (M,h)x(h,d)": (M, h, d),
+        "lm_head (M,d)x(d,V)": (M, d, V),
+    }
     return {k: matmul_gflops(n, torch.bfloat16, reps, m=m, k=kk) for k, (m, kk, n) in shapes.items()}
 
 
@@ -418,11 +476,17 @@ def hf_generate_all(hf, examples, batch_size: int) -> tuple[int, int]:
     made = allowed = 0
     for n_prompt, idxs in buckets.items():
         for j in range(0, len(idxs), batch_size):
-            chunk = idxs[j:j + batch_size]
+            chunk = idxs[j : j + batch_size]
             prompts = torch.tensor([seqs[i][0][:n_prompt] for i in chunk])
             answer_len = max(len(seqs[i][0]) - n_prompt for i in chunk) - 1  # target tokens, no eos
-            out = hf.generate(input_ids=prompts, attention_mask=torch.ones_like(prompts), do_sample=False,
-                              max_new_tokens=answer_len + 1, pad_token_id=tok.pad_id, eos_token_id=tok.eos_id)
+            out = hf.generate(
+                input_ids=prompts,
+                attention_mask=torch.ones_like(prompts),
+                do_sample=False,
+                max_new_tokens=answer_len + 1,
+                pad_token_id=tok.pad_id,
+                eos_token_id=tok.eos_id,
+            )
             made += (out.shape[1] - n_prompt) * len(chunk)
             allowed += (answer_len + 1) * len(chunk)
     return made, allowed
@@ -438,8 +502,7 @@ def best_time(fn, reps: int) -> float:
 
 
 def bench_eval(name: str, mcfg: ModelConfig, data_cfg, args) -> dict:
-    examples = make_eval_set(args.eval_task, args.eval_length, args.eval_n, data_cfg.seed,
-                             data_cfg.holdout_modulus)
+    examples = make_eval_set(args.eval_task, args.eval_length, args.eval_n, data_cfg.seed, data_cfg.holdout_modulus)
     torch.manual_seed(0)
     model = Transformer(mcfg).eval()
     hf = make_hf(mcfg).eval()
@@ -463,9 +526,11 @@ def bench_eval(name: str, mcfg: ModelConfig, data_cfg, args) -> dict:
         res["hf_new_tokens_made_allowed"] = made["tokens"]
     res["tf_vs_hf_generate"] = res["teacher_forced_examples_per_s"] / res["hf_generate_examples_per_s"]
     res["lengen_greedy_vs_hf_generate"] = res["lengen_greedy_examples_per_s"] / res["hf_generate_examples_per_s"]
-    print(f"  [{name}] teacher-forced {res['teacher_forced_examples_per_s']:.0f}/s, lengen greedy "
-          f"{res['lengen_greedy_examples_per_s']:.0f}/s, HF generate {res['hf_generate_examples_per_s']:.0f}/s",
-          flush=True)
+    print(
+        f"  [{name}] teacher-forced {res['teacher_forced_examples_per_s']:.0f}/s, lengen greedy "
+        f"{res['lengen_greedy_examples_per_s']:.0f}/s, HF generate {res['hf_generate_examples_per_s']:.0f}/s",
+        flush=True,
+    )
     return res
 
 
@@ -483,8 +548,11 @@ def bench_datagen(groups: dict[str, GroupConfig], data_cfg, batch_size: int, sec
             toks += stream.batch(k)["input_ids"].numel()
             k += 1
         dt = time.perf_counter() - t0
-        out[name] = {"tasks": group.tasks, "examples_per_s": k * batch_size / dt,
-                     "mean_padded_T": toks / (k * batch_size)}
+        out[name] = {
+            "tasks": group.tasks,
+            "examples_per_s": k * batch_size / dt,
+            "mean_padded_T": toks / (k * batch_size),
+        }
     return out
 
 
@@ -510,8 +578,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--steps", type=int, default=None, help="timed training steps per measurement")
     p.add_argument("--warmup", type=int, default=None, help="untimed training steps before the clock")
-    p.add_argument("--repeats", type=int, default=None,
-                   help="interleaved rounds of the three target contestants (best kept); variants run once")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="interleaved rounds of the three target contestants (best kept); variants run once",
+    )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--sizes", default="128,256", help="d_model values (n_head 4, d_mlp 4 d_model, 4 layers)")
     p.add_argument("--eval-task", default="reverse_add")
@@ -520,16 +592,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-repeats", type=int, default=None)
     p.add_argument("--datagen-seconds", type=float, default=None)
     p.add_argument("--peak-reps", type=int, default=None)
-    p.add_argument("--variants", action=argparse.BooleanOptionalAction, default=None,
-                   help="also time the informational contestants (lengen sdpa / HF eager attention); "
-                        "default on, off with --quick")
+    p.add_argument(
+        "--variants",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also time the informational contestants (lengen sdpa / HF eager attention); default on, off with --quick",
+    )
     p.add_argument("--quick", action="store_true", help="tiny settings for a smoke test (< 1 min)")
-    p.add_argument("--json", type=Path, default=None,
-                   help="results file (default benchmarks/results.json; --quick: /tmp/lengen_bench_quick.json)")
+    p.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="results file (default benchmarks/results.json; --quick: /tmp/lengen_bench_quick.json)",
+    )
     args = p.parse_args(argv)
     q = args.quick
-    defaults = dict(variants=(False, True), steps=(4, 30), warmup=(2, 6), repeats=(1, 3), eval_n=(128, 512), eval_repeats=(1, 2),
-                    datagen_seconds=(0.3, 2.0), peak_reps=(2, 5))
+    defaults = dict(
+        variants=(False, True),
+        steps=(4, 30),
+        warmup=(2, 6),
+        repeats=(1, 3),
+        eval_n=(128, 512),
+        eval_repeats=(1, 2),
+        datagen_seconds=(0.3, 2.0),
+        peak_reps=(2, 5),
+    )
     for k, (quick_v, full_v) in defaults.items():
         if getattr(args, k) is None:
             setattr(args, k, quick_v if q else full_v)
@@ -547,21 +634,35 @@ def main(argv: list[str] | None = None) -> int:
     models = {}
     for d in sizes:
         mult = m.d_mlp // m.d_model  # 4 in the cpu profile
-        models[f"d{d}"] = ModelConfig(vocab_size=vocab, n_layer=m.n_layer, n_head=m.n_head, d_model=d,
-                                      d_mlp=mult * d, max_seq_len=m.max_seq_len, pos_encoding="rope",
-                                      rope_base=m.rope_base, tie_embeddings=m.tie_embeddings)
+        models[f"d{d}"] = ModelConfig(
+            vocab_size=vocab,
+            n_layer=m.n_layer,
+            n_head=m.n_head,
+            d_model=d,
+            d_mlp=mult * d,
+            max_seq_len=m.max_seq_len,
+            pos_encoding="rope",
+            rope_base=m.rope_base,
+            tie_embeddings=m.tie_embeddings,
+        )
 
     info = machine_info(args.threads)
     print("=" * 100)
     print("lengen speed benchmark" + ("  (QUICK MODE: numbers are not representative)" if q else ""))
-    print(f"machine: {info['cpu']}, {info['logical_cores']} logical cores ({info['usable_cores']} usable), "
-          f"{info['mem_gib']} GiB; bf16 ISA: {', '.join(info['isa_bf16']) or 'none'}; "
-          f"oneDNN bf16 supported: {info['onednn_bf16_supported']}; torch CPU capability {info['cpu_capability']}")
-    print(f"software: python {info['python']}, torch {info['torch']}, lightning {info['lightning']}, "
-          f"transformers {info['transformers']}; torch threads {info['threads']}")
-    print(f"settings: batch {args.batch_size}, warmup {args.warmup} + timed {args.steps} steps, "
-          f"{args.repeats} interleaved round(s) (best kept), precision {PRECISION}, data group arith_carry "
-          f"of {PROFILE.relative_to(ROOT)}")
+    print(
+        f"machine: {info['cpu']}, {info['logical_cores']} logical cores ({info['usable_cores']} usable), "
+        f"{info['mem_gib']} GiB; bf16 ISA: {', '.join(info['isa_bf16']) or 'none'}; "
+        f"oneDNN bf16 supported: {info['onednn_bf16_supported']}; torch CPU capability {info['cpu_capability']}"
+    )
+    print(
+        f"software: python {info['python']}, torch {info['torch']}, lightning {info['lightning']}, "
+        f"transformers {info['transformers']}; torch threads {info['threads']}"
+    )
+    print(
+        f"settings: batch {args.batch_size}, warmup {args.warmup} + timed {args.steps} steps, "
+        f"{args.repeats} interleaved round(s) (best kept), precision {PRECISION}, data group arith_carry "
+        f"of {PROFILE.relative_to(ROOT)}"
+    )
     print("=" * 100, flush=True)
 
     # -- peak ----------------------------------------------------------------------------------------
@@ -571,8 +672,12 @@ def main(argv: list[str] | None = None) -> int:
         peak["bf16"][n] = matmul_gflops(n, torch.bfloat16, args.peak_reps)
         peak["fp32"][n] = matmul_gflops(n, torch.float32, args.peak_reps)
     peak_bf16, peak_fp32 = max(peak["bf16"].values()), max(peak["fp32"].values())
-    print(fmt_table([[f"{n}x{n}", f"{peak['bf16'][n]:.1f}", f"{peak['fp32'][n]:.1f}"] for n in (1024, 2048)],
-                    ["matmul", "bf16 GFLOP/s", "fp32 GFLOP/s"]))
+    print(
+        fmt_table(
+            [[f"{n}x{n}", f"{peak['bf16'][n]:.1f}", f"{peak['fp32'][n]:.1f}"] for n in (1024, 2048)],
+            ["matmul", "bf16 GFLOP/s", "fp32 GFLOP/s"],
+        )
+    )
 
     # -- training ------------------------------------------------------------------------------------
     group = cfg.groups["arith_carry"]
@@ -581,8 +686,10 @@ def main(argv: list[str] | None = None) -> int:
     batches = [stream.batch(k) for k in range(n_batches)]
     print(f"\n[train] {n_batches} pre-generated arith_carry batches of {args.batch_size}", flush=True)
     train = {name: bench_training(name, mc, cfg.train, batches, args) for name, mc in models.items()}
-    shape_peak = {name: shape_matched_peak(mc, round(args.batch_size * r["batch"]["mean_T"]), args.peak_reps)
-                  for name, (mc, r) in zip(models, zip(models.values(), train.values()))}
+    shape_peak = {
+        name: shape_matched_peak(mc, round(args.batch_size * r["batch"]["mean_T"]), args.peak_reps)
+        for name, (mc, r) in zip(models, zip(models.values(), train.values()))
+    }
 
     # -- evaluation ----------------------------------------------------------------------------------
     print(f"\n[eval] {args.eval_task} at length {args.eval_length}, {args.eval_n} examples", flush=True)
@@ -591,8 +698,12 @@ def main(argv: list[str] | None = None) -> int:
     # -- data generation -----------------------------------------------------------------------------
     print("\n[data] generating batches", flush=True)
     maze = GroupConfig(main={"shortest_path": 16}, aux={"dfs_trace": 16}, eval_max=16)
-    gen = bench_datagen({"arith_carry": group, "caprev": cfg.groups["caprev"], "maze (sp16+dfs16)": maze},
-                        cfg.data, args.batch_size, args.datagen_seconds)
+    gen = bench_datagen(
+        {"arith_carry": group, "caprev": cfg.groups["caprev"], "maze (sp16+dfs16)": maze},
+        cfg.data,
+        args.batch_size,
+        args.datagen_seconds,
+    )
     small = train[next(iter(models))]
     consume = small["plain"]["examples_per_s"]
     consume_tok = small["plain"]["input_tokens_per_s"]
@@ -604,30 +715,48 @@ def main(argv: list[str] | None = None) -> int:
 
     # -- report --------------------------------------------------------------------------------------
     print("\n" + "=" * 100)
-    print("1. TRAINING throughput (batch %d, timed steps %d, best of %d rounds)" % (args.batch_size, args.steps,
-                                                                                   args.repeats))
+    print(f"1. TRAINING throughput (batch {args.batch_size}, timed steps {args.steps}, best of {args.repeats} rounds)")
     rows = []
     for name, r in train.items():
         for k, label in CONTESTANTS.items():
             if k not in r:
                 continue
             x = r[k]
-            rows.append([name, label, f"{x['ms_per_step']:.1f}", f"{x['median_step_ms']:.1f}",
-                         f"{x['input_tokens_per_s']:,.0f}", f"{x['target_tokens_per_s']:,.0f}",
-                         f"{x['examples_per_s']:,.0f}", f"{x['model_gflops']:.1f}",
-                         f"{100 * x['model_gflops'] / peak_bf16:.1f}%"])
-    print(fmt_table(rows, ["model", "stack", "ms/step", "median", "input tok/s", "target tok/s", "ex/s",
-                           "GFLOP/s", "of bf16 peak"]))
+            rows.append(
+                [
+                    name,
+                    label,
+                    f"{x['ms_per_step']:.1f}",
+                    f"{x['median_step_ms']:.1f}",
+                    f"{x['input_tokens_per_s']:,.0f}",
+                    f"{x['target_tokens_per_s']:,.0f}",
+                    f"{x['examples_per_s']:,.0f}",
+                    f"{x['model_gflops']:.1f}",
+                    f"{100 * x['model_gflops'] / peak_bf16:.1f}%",
+                ]
+            )
+    print(
+        fmt_table(
+            rows,
+            ["model", "stack", "ms/step", "median", "input tok/s", "target tok/s", "ex/s", "GFLOP/s", "of bf16 peak"],
+        )
+    )
     print()
     for name, r in train.items():
-        print(f"{name}: params lengen {r['params_lengen']:,} / HF {r['params_hf']:,}; mean T {r['batch']['mean_T']:.1f} "
-              f"(target tokens {100 * r['batch']['target_tokens'] / r['batch']['input_tokens']:.0f}% of input); "
-              f"lengen-Lightning / HF = {r['lightning_vs_hf']:.2f}x, plain / HF = {r['plain_vs_hf']:.2f}x, "
-              f"Lightning overhead {r['lightning_overhead_pct']:+.1f}% (rounds: L "
-              + ", ".join(f"{s:.2f}" for s in r["lightning"]["all_rounds_s"]) + " s; plain "
-              + ", ".join(f"{s:.2f}" for s in r["plain"]["all_rounds_s"]) + " s)")
-    print("\nper-step breakdown (ms/step, best round; Lightning phases from its hooks: forward = training_step "
-          "incl. self.log, clip+optimizer incl. scheduler and bookkeeping up to on_train_batch_end):")
+        print(
+            f"{name}: params lengen {r['params_lengen']:,} / HF {r['params_hf']:,}; mean T {r['batch']['mean_T']:.1f} "
+            f"(target tokens {100 * r['batch']['target_tokens'] / r['batch']['input_tokens']:.0f}% of input); "
+            f"lengen-Lightning / HF = {r['lightning_vs_hf']:.2f}x, plain / HF = {r['plain_vs_hf']:.2f}x, "
+            f"Lightning overhead {r['lightning_overhead_pct']:+.1f}% (rounds: L "
+            + ", ".join(f"{s:.2f}" for s in r["lightning"]["all_rounds_s"])
+            + " s; plain "
+            + ", ".join(f"{s:.2f}" for s in r["plain"]["all_rounds_s"])
+            + " s)"
+        )
+    print(
+        "\nper-step breakdown (ms/step, best round; Lightning phases from its hooks: forward = training_step "
+        "incl. self.log, clip+optimizer incl. scheduler and bookkeeping up to on_train_batch_end):"
+    )
     rows = []
     for name, r in train.items():
         for k, label in CONTESTANTS.items():
@@ -639,7 +768,9 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 f_, b_, o_ = ph["forward"], ph["backward"], ph["clip"] + ph["optimizer"]
             rest = r[k]["ms_per_step"] - f_ - b_ - o_
-            rows.append([name, label, f"{f_:.1f}", f"{b_:.1f}", f"{o_:.1f}", f"{rest:.1f}", f"{r[k]['ms_per_step']:.1f}"])
+            rows.append(
+                [name, label, f"{f_:.1f}", f"{b_:.1f}", f"{o_:.1f}", f"{rest:.1f}", f"{r[k]['ms_per_step']:.1f}"]
+            )
     print(fmt_table(rows, ["model", "stack", "fwd+loss", "backward", "clip+optim", "loop/other", "total"]))
 
     print("\n2. MODEL FLOP/s vs MATMUL PEAK (plain lengen loop; FLOPs = flops_per_token(T) x B x T, padding incl.)")
@@ -647,31 +778,87 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in train.items():
         g = r["plain"]["model_gflops"]
         sp = shape_peak[name]
-        rows.append([name, f"{g:.1f}", f"{peak_bf16:.1f}", f"{100 * g / peak_bf16:.1f}%", f"{peak_fp32:.1f}",
-                     f"{100 * g / peak_fp32:.1f}%", f"{min(sp.values()):.0f}-{max(sp.values()):.0f}"])
-    print(fmt_table(rows, ["model", "GFLOP/s", "bf16 peak", "of bf16", "fp32 peak", "of fp32",
-                           "bf16 GFLOP/s at model's matmul shapes"]))
+        rows.append(
+            [
+                name,
+                f"{g:.1f}",
+                f"{peak_bf16:.1f}",
+                f"{100 * g / peak_bf16:.1f}%",
+                f"{peak_fp32:.1f}",
+                f"{100 * g / peak_fp32:.1f}%",
+                f"{min(sp.values()):.0f}-{max(sp.values()):.0f}",
+            ]
+        )
+    print(
+        fmt_table(
+            rows,
+            [
+                "model",
+                "GFLOP/s",
+                "bf16 peak",
+                "of bf16",
+                "fp32 peak",
+                "of fp32",
+                "bf16 GFLOP/s at model's matmul shapes",
+            ],
+        )
+    )
     for name, sp in shape_peak.items():
         print(f"  {name} shapes (M = B x mean T): " + ", ".join(f"{k} {v:.0f}" for k, v in sp.items()))
 
-    print(f"\n3. EVALUATION examples/s ({args.eval_task} length {args.eval_length}, {args.eval_n} examples, "
-          f"batch 256, bf16 autocast, untrained models)")
+    print(
+        f"\n3. EVALUATION examples/s ({args.eval_task} length {args.eval_length}, {args.eval_n} examples, "
+        f"batch 256, bf16 autocast, untrained models)"
+    )
     rows = []
     for name, e in evals.items():
         made, allowed = e["hf_new_tokens_made_allowed"]
-        rows.append([name, f"{e['teacher_forced_examples_per_s']:,.0f}", f"{e['lengen_greedy_examples_per_s']:,.0f}",
-                     f"{e['hf_generate_examples_per_s']:,.0f}", f"{e['tf_vs_hf_generate']:.1f}x",
-                     f"{e['lengen_greedy_vs_hf_generate']:.1f}x", f"{made}/{allowed}"])
-    print(fmt_table(rows, ["model", "lengen teacher-forced", "lengen greedy (KV)", "HF generate",
-                           "TF / HF", "greedy / HF", "HF tokens made/allowed"]))
+        rows.append(
+            [
+                name,
+                f"{e['teacher_forced_examples_per_s']:,.0f}",
+                f"{e['lengen_greedy_examples_per_s']:,.0f}",
+                f"{e['hf_generate_examples_per_s']:,.0f}",
+                f"{e['tf_vs_hf_generate']:.1f}x",
+                f"{e['lengen_greedy_vs_hf_generate']:.1f}x",
+                f"{made}/{allowed}",
+            ]
+        )
+    print(
+        fmt_table(
+            rows,
+            [
+                "model",
+                "lengen teacher-forced",
+                "lengen greedy (KV)",
+                "HF generate",
+                "TF / HF",
+                "greedy / HF",
+                "HF tokens made/allowed",
+            ],
+        )
+    )
 
-    print(f"\n4. DATA GENERATION examples/s (TrainStream.batch, batch {args.batch_size}, 1 Python thread) vs "
-          f"training consumption ({next(iter(models))} plain loop: {consume:,.0f} ex/s on arith_carry)")
-    rows = [[name, f"{g['examples_per_s']:,.0f}", f"{g['mean_padded_T']:.1f}", f"{g['vs_train']:.0f}x",
-             f"{g['train_examples_per_s_same_tokens']:,.0f}", f"{g['vs_train_token_adjusted']:.0f}x"]
-            for name, g in gen.items()]
-    print(fmt_table(rows, ["group", "gen ex/s", "mean padded T", "gen / train", "train ex/s at same tok/s",
-                           "token-adjusted"]))
+    print(
+        f"\n4. DATA GENERATION examples/s (TrainStream.batch, batch {args.batch_size}, 1 Python thread) vs "
+        f"training consumption ({next(iter(models))} plain loop: {consume:,.0f} ex/s on arith_carry)"
+    )
+    rows = [
+        [
+            name,
+            f"{g['examples_per_s']:,.0f}",
+            f"{g['mean_padded_T']:.1f}",
+            f"{g['vs_train']:.0f}x",
+            f"{g['train_examples_per_s_same_tokens']:,.0f}",
+            f"{g['vs_train_token_adjusted']:.0f}x",
+        ]
+        for name, g in gen.items()
+    ]
+    print(
+        fmt_table(
+            rows, ["group", "gen ex/s", "mean padded T", "gen / train", "train ex/s at same tok/s", "token-adjusted"]
+        )
+    )
 
     wide = {n: r for n, r in train.items() if r["model"]["d_model"] >= 256}
     per = {  # target -> {model size or group: value}
@@ -682,8 +869,10 @@ def main(argv: list[str] | None = None) -> int:
         "datagen_vs_train": {n: g["vs_train"] for n, g in gen.items()},
         "datagen_vs_train_same_group": {n: g["vs_train_token_adjusted"] for n, g in gen.items()},
     }
-    worst = {k: (max(v.values()) if TARGETS[k][1] == "<=" else min(v.values())) if v else float("nan")
-             for k, v in per.items()}
+    worst = {
+        k: (max(v.values()) if TARGETS[k][1] == "<=" else min(v.values())) if v else float("nan")
+        for k, v in per.items()
+    }
     print("\nTARGETS (met = the worst case over model sizes / groups meets it)")
     rows = []
     for key, (thr, op, desc) in TARGETS.items():
@@ -693,25 +882,53 @@ def main(argv: list[str] | None = None) -> int:
         rows.append([desc, shown, f"{op} {thr:g}{unit}", met(worst[key], key) if worst[key] == worst[key] else "n/a"])
     print(fmt_table(rows, ["target", "measured", "target", "met"]))
     if args.variants:
-        print("info: lengen plain, attn auto (explicit) / attn sdpa: " + ", ".join(
-            f"{n} {r['plain']['input_tokens_per_s'] / r['plain_sdpa']['input_tokens_per_s']:.2f}x"
-            for n, r in train.items()) + "; lengen plain / HF Llama eager (same attention algorithm): "
-            + ", ".join(f"{n} {r['plain']['input_tokens_per_s'] / r['hf_eager']['input_tokens_per_s']:.2f}x"
-                        for n, r in train.items()))
+        print(
+            "info: lengen plain, attn auto (explicit) / attn sdpa: "
+            + ", ".join(
+                f"{n} {r['plain']['input_tokens_per_s'] / r['plain_sdpa']['input_tokens_per_s']:.2f}x"
+                for n, r in train.items()
+            )
+            + "; lengen plain / HF Llama eager (same attention algorithm): "
+            + ", ".join(
+                f"{n} {r['plain']['input_tokens_per_s'] / r['hf_eager']['input_tokens_per_s']:.2f}x"
+                for n, r in train.items()
+            )
+        )
     total = time.perf_counter() - t_start
     whole.__exit__(None, None, None)
-    print(f"\ntotal benchmark wall time {total:.0f} s; other processes used {whole.other_cpu_s:.0f} CPU-s "
-          f"meanwhile ({100 * whole.other_cpu_s / total:.0f}% of one core)")
+    print(
+        f"\ntotal benchmark wall time {total:.0f} s; other processes used {whole.other_cpu_s:.0f} CPU-s "
+        f"meanwhile ({100 * whole.other_cpu_s / total:.0f}% of one core)"
+    )
     print("=" * 100)
 
-    results = {"machine": info, "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-               "peak_gflops": {"bf16": peak["bf16"], "fp32": peak["fp32"], "bf16_best": peak_bf16,
-                               "fp32_best": peak_fp32, "bf16_at_model_shapes": shape_peak},
-               "train": train, "eval": evals, "datagen": gen,
-               "targets": {k: {"measured": per[k], "worst": worst[k], "threshold": TARGETS[k][0],
-                               "op": TARGETS[k][1], "description": TARGETS[k][2],
-                               "met": met(worst[k], k) == "yes"} for k in TARGETS},
-               "wall_s": total, "other_processes_cpu_s": whole.other_cpu_s}
+    results = {
+        "machine": info,
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "peak_gflops": {
+            "bf16": peak["bf16"],
+            "fp32": peak["fp32"],
+            "bf16_best": peak_bf16,
+            "fp32_best": peak_fp32,
+            "bf16_at_model_shapes": shape_peak,
+        },
+        "train": train,
+        "eval": evals,
+        "datagen": gen,
+        "targets": {
+            k: {
+                "measured": per[k],
+                "worst": worst[k],
+                "threshold": TARGETS[k][0],
+                "op": TARGETS[k][1],
+                "description": TARGETS[k][2],
+                "met": met(worst[k], k) == "yes",
+            }
+            for k in TARGETS
+        },
+        "wall_s": total,
+        "other_processes_cpu_s": whole.other_cpu_s,
+    }
     for r in train.values():  # per-step lists are bulky; keep their summary only
         for k in CONTESTANTS:
             if k in r:

@@ -11,6 +11,7 @@ its runs' wall times when they were trained), ``train``/``ablation``/``grid`` (`
 — whether this call only resumed. A resumed stage's notebook time understates what a clean clone pays, so
 the table says so and the total counts the full cost where it is recorded.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,13 @@ def collect(root: Path = ROOT) -> list[dict]:
     active = _active_run_ids(root)
     for nb in sorted((root / "reports").glob("*.ipynb")) + sorted((root / "reports" / "train").glob("*.ipynb")):
         secs, start = notebook_duration(nb)
-        row = {"notebook": str(nb.relative_to(root)), "start": start, "wall_s": round(secs, 1), "full_s": round(secs, 1),
-               "note": ""}
+        row = {
+            "notebook": str(nb.relative_to(root)),
+            "start": start,
+            "wall_s": round(secs, 1),
+            "full_s": round(secs, 1),
+            "note": "",
+        }
         if nb.name == "06_formal.ipynb" and (root / "reports/formal/timing.json").exists():
             t = json.loads((root / "reports/formal/timing.json").read_text())
             if "read_back_run_wall_s" in t:  # runs finished by an earlier call: add their time / workers
@@ -80,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['notebook']:55s} {r['start'][:19]:20s} {r['wall_s']:8.1f} {r['full_s']:8.1f}  {r['note']}")
     print(f"{'total':76s} {total:8.1f} {full:8.1f}  ({total / 60:.1f} min this call, {full / 60:.1f} min full)")
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "total_s": round(total, 1), "full_s": round(full, 1)}, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps({"rows": rows, "total_s": round(total, 1), "full_s": round(full, 1)}, indent=2) + "\n"
+        )
     return 0
 
 

@@ -18,6 +18,7 @@ Where things are (read in this order):
 - ``lengen.heads``      head-reuse metrics: attention differences, mean-ablation maps, rho vs the gap
 - ``lengen.paths``      project paths (from this file, never the cwd)
 """
+
 from lengen.paths import PROJ_ROOT
 
 __version__ = "0.1.0"

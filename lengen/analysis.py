@@ -5,6 +5,7 @@ Every function takes the records DataFrame (``lengen.records.load_records``) or 
 the config, so every number can be recomputed from the files DVC tracks. The figures drawn from these
 tables are in :mod:`lengen.plots.runs`.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,7 @@ def transfer_curves(records: pd.DataFrame, cfg: Config, group: str, pos_encoding
 
 def transfer_panels(cfg: Config) -> list[tuple[str, str]]:
     """(group, position encoding) of every experiment and ablation run with auxiliaries, once each."""
-    return list(dict.fromkeys((r.group_name, r.pos_encoding) for r in cfg.runs() + cfg.ablation_runs()
-                              if r.group.aux))
+    return list(dict.fromkeys((r.group_name, r.pos_encoding) for r in cfg.runs() + cfg.ablation_runs() if r.group.aux))
 
 
 def run_summary(records: pd.DataFrame, cfg: Config) -> pd.DataFrame:
@@ -45,12 +45,19 @@ def run_summary(records: pd.DataFrame, cfg: Config) -> pd.DataFrame:
     for run_id, df in records.groupby("run_id"):
         first = df.iloc[0]
         m = summarize(df, cfg.run(first.group, first.pos_encoding, int(first.seed)))
-        rows.append(dict(
-            run_id=run_id, group=first.group, pos_encoding=first.pos_encoding, seed=int(first.seed),
-            with_aux=bool(cfg.group(first.group).aux), main_in_dist=m["main/in-distribution"],
-            main_transfer=m["main/transfer"], main_beyond=m["main/beyond"],
-            gap=m.get("generalization_gap", np.nan),
-        ))
+        rows.append(
+            dict(
+                run_id=run_id,
+                group=first.group,
+                pos_encoding=first.pos_encoding,
+                seed=int(first.seed),
+                with_aux=bool(cfg.group(first.group).aux),
+                main_in_dist=m["main/in-distribution"],
+                main_transfer=m["main/transfer"],
+                main_beyond=m["main/beyond"],
+                gap=m.get("generalization_gap", np.nan),
+            )
+        )
     return pd.DataFrame(rows)
 
 
@@ -61,13 +68,19 @@ def transfer_table(summary: pd.DataFrame, cfg: Config) -> pd.DataFrame:
     defined = summary.group.isin(list(cfg.groups))  # grid cells have their own figure
     for (gname, pe), df in summary[summary.with_aux & defined].groupby(["group", "pos_encoding"]):
         base = summary[(summary.group == cfg.group(gname).baseline) & (summary.pos_encoding == pe)]
-        out.append(dict(
-            group=gname, pos_encoding=pe, seeds=len(df),
-            transfer_mean=df.main_transfer.mean(), transfer_sd=df.main_transfer.std(ddof=0),
-            transfer_best=df.main_transfer.max(),
-            baseline_mean=base.main_transfer.mean() if len(base) else np.nan,
-            gap_mean=df.gap.mean(), gap_sd=df.gap.std(ddof=0),
-        ))
+        out.append(
+            dict(
+                group=gname,
+                pos_encoding=pe,
+                seeds=len(df),
+                transfer_mean=df.main_transfer.mean(),
+                transfer_sd=df.main_transfer.std(ddof=0),
+                transfer_best=df.main_transfer.max(),
+                baseline_mean=base.main_transfer.mean() if len(base) else np.nan,
+                gap_mean=df.gap.mean(),
+                gap_sd=df.gap.std(ddof=0),
+            )
+        )
     return pd.DataFrame(out)
 
 
@@ -88,8 +101,16 @@ def length_ranges(records: pd.DataFrame, cfg: Config) -> pd.DataFrame:
         g = cfg.group(df.group.iloc[0])
         m = df[df.task == g.main_task]
         for name, acc in m.groupby(m.length.map(g.length_range)).exact_match.mean().items():
-            out.append(dict(run_id=run_id, group=df.group.iloc[0], seed=int(df.seed.iloc[0]), step=int(step),
-                            range=name, exact_match=float(acc)))
+            out.append(
+                dict(
+                    run_id=run_id,
+                    group=df.group.iloc[0],
+                    seed=int(df.seed.iloc[0]),
+                    step=int(step),
+                    range=name,
+                    exact_match=float(acc),
+                )
+            )
     return pd.DataFrame(out)
 
 
@@ -112,9 +133,11 @@ def describe_ranges(ranges: pd.DataFrame) -> str:
     tr = ranges[ranges.range == "transfer"].sort_values("step")
     for (group, seed), df in tr.groupby(["group", "seed"]):
         best = df.loc[df.exact_match.idxmax()]
-        lines.append(f"- **{group}** seed {seed}: transfer range {df.exact_match.min():.2f}–{best.exact_match:.2f} "
-                     f"over {len(df)} checkpoints (best at step {int(best.step)}), {df.exact_match.iloc[-1]:.2f} "
-                     f"at the last (step {int(df.step.iloc[-1])}).")
+        lines.append(
+            f"- **{group}** seed {seed}: transfer range {df.exact_match.min():.2f}–{best.exact_match:.2f} "
+            f"over {len(df)} checkpoints (best at step {int(best.step)}), {df.exact_match.iloc[-1]:.2f} "
+            f"at the last (step {int(df.step.iloc[-1])})."
+        )
     return "\n".join(lines) if lines else "_No run evaluated a transfer range._"
 
 
@@ -130,11 +153,20 @@ def checkpoint_selection(ranges: pd.DataFrame) -> pd.DataFrame:
             continue
         ind, tr = wide["in-distribution"], wide["transfer"]
         picked = ind[ind == ind.max()].index[-1]
-        rows.append(dict(run_id=run_id, group=group, seed=int(seed),
-                         last_step=int(tr.index[-1]), transfer_last=float(tr.iloc[-1]),
-                         selected_step=int(picked), selected_in_dist=float(ind[picked]),
-                         transfer_selected=float(tr[picked]),
-                         hindsight_step=int(tr.idxmax()), transfer_hindsight=float(tr.max())))
+        rows.append(
+            dict(
+                run_id=run_id,
+                group=group,
+                seed=int(seed),
+                last_step=int(tr.index[-1]),
+                transfer_last=float(tr.iloc[-1]),
+                selected_step=int(picked),
+                selected_in_dist=float(ind[picked]),
+                transfer_selected=float(tr[picked]),
+                hindsight_step=int(tr.idxmax()),
+                transfer_hindsight=float(tr.max()),
+            )
+        )
     return pd.DataFrame(rows)
 
 
@@ -142,11 +174,13 @@ def describe_selection(selection: pd.DataFrame) -> str:
     """Markdown, one line per group: mean transfer over seeds at the last checkpoint vs the one picked
     on in-distribution accuracy (and the hindsight bound), so a reader sees whether selection helps."""
     lines = []
-    for group, df in (selection.groupby("group") if len(selection) else []):
-        lines.append(f"- **{group}** ({len(df)} seed(s)): transfer {df.transfer_last.mean():.2f} at the last "
-                     f"checkpoint, {df.transfer_selected.mean():.2f} at the one with the best in-distribution "
-                     f"accuracy (steps {', '.join(str(s) for s in df.selected_step)}); best in hindsight "
-                     f"{df.transfer_hindsight.mean():.2f}.")
+    for group, df in selection.groupby("group") if len(selection) else []:
+        lines.append(
+            f"- **{group}** ({len(df)} seed(s)): transfer {df.transfer_last.mean():.2f} at the last "
+            f"checkpoint, {df.transfer_selected.mean():.2f} at the one with the best in-distribution "
+            f"accuracy (steps {', '.join(str(s) for s in df.selected_step)}); best in hindsight "
+            f"{df.transfer_hindsight.mean():.2f}."
+        )
     return "\n".join(lines) if lines else "_No run evaluated both an in-distribution and a transfer range._"
 
 
@@ -157,8 +191,10 @@ def describe_selection(selection: pd.DataFrame) -> str:
 def describe_gaps(summary: pd.DataFrame, groups: list[str]) -> str:
     """Markdown: the mean ± sd gap of each (group, position encoding), for the ablation figure."""
     df = summary[summary.group.isin(groups) & summary.gap.notna()]
-    lines = [f"- **{g}** ({pe}, {len(d)} seed(s)): gap {d.gap.mean():.2f} ± {d.gap.std(ddof=0):.2f}"
-             for (g, pe), d in df.groupby(["group", "pos_encoding"])]
+    lines = [
+        f"- **{g}** ({pe}, {len(d)} seed(s)): gap {d.gap.mean():.2f} ± {d.gap.std(ddof=0):.2f}"
+        for (g, pe), d in df.groupby(["group", "pos_encoding"])
+    ]
     return "\n".join(lines) if lines else "_No ablation runs in this profile._"
 
 
@@ -167,13 +203,13 @@ def describe_gaps(summary: pd.DataFrame, groups: list[str]) -> str:
 
 # The paper's heat map (reverse add <- no carry + carry only, mean of 3 seeds): gap[main][aux].
 PAPER_GRID_GAP = {
-    256: {4: .91, 8: .94, 16: .93, 32: .87, 64: .63, 128: .20, 256: .00},
-    128: {4: .94, 8: .95, 16: .91, 32: .36, 64: .04, 128: .00, 256: .34},
-    64: {4: .95, 8: .87, 16: .72, 32: .09, 64: .00, 128: .04, 256: .66},
-    32: {4: .90, 8: .72, 16: .15, 32: .00, 64: .16, 128: .34, 256: .87},
-    16: {4: .60, 8: .03, 16: .00, 32: .23, 64: .67, 128: .90, 256: .95},
-    8: {4: .28, 8: .00, 16: .27, 32: .74, 64: .91, 128: .91, 256: .89},
-    4: {4: .00, 8: .41, 16: .65, 32: .78, 64: .78, 128: .78, 256: .75},
+    256: {4: 0.91, 8: 0.94, 16: 0.93, 32: 0.87, 64: 0.63, 128: 0.20, 256: 0.00},
+    128: {4: 0.94, 8: 0.95, 16: 0.91, 32: 0.36, 64: 0.04, 128: 0.00, 256: 0.34},
+    64: {4: 0.95, 8: 0.87, 16: 0.72, 32: 0.09, 64: 0.00, 128: 0.04, 256: 0.66},
+    32: {4: 0.90, 8: 0.72, 16: 0.15, 32: 0.00, 64: 0.16, 128: 0.34, 256: 0.87},
+    16: {4: 0.60, 8: 0.03, 16: 0.00, 32: 0.23, 64: 0.67, 128: 0.90, 256: 0.95},
+    8: {4: 0.28, 8: 0.00, 16: 0.27, 32: 0.74, 64: 0.91, 128: 0.91, 256: 0.89},
+    4: {4: 0.00, 8: 0.41, 16: 0.65, 32: 0.78, 64: 0.78, 128: 0.78, 256: 0.75},
 }
 
 
@@ -193,9 +229,11 @@ def grid_gaps(summary: pd.DataFrame, cfg: Config) -> pd.DataFrame:
 def paper_grid(cfg: Config) -> pd.DataFrame:
     """The paper's gaps for the cells of this profile's grid (NaN where the paper has none)."""
     g = cfg.grid
-    return pd.DataFrame({m: {a: PAPER_GRID_GAP.get(m, {}).get(a, np.nan) for a in g.aux_lengths}
-                         for m in g.main_lengths}).T.sort_index(ascending=False).rename_axis(
-        index="main length", columns="aux length")
+    return (
+        pd.DataFrame({m: {a: PAPER_GRID_GAP.get(m, {}).get(a, np.nan) for a in g.aux_lengths} for m in g.main_lengths})
+        .T.sort_index(ascending=False)
+        .rename_axis(index="main length", columns="aux length")
+    )
 
 
 def grid_report(summary: pd.DataFrame, cfg: Config) -> tuple[pd.DataFrame | None, pd.DataFrame | None, str]:
@@ -214,6 +252,8 @@ def describe_grid(ours: pd.DataFrame, paper: pd.DataFrame) -> str:
         for a in ours.columns:
             if not np.isnan(ours.loc[m, a]):
                 p = paper.loc[m, a]
-                lines.append(f"- main ≤{m}, aux ≤{a} (ratio {a / m:g}): gap {ours.loc[m, a]:.2f} "
-                             f"(paper {'—' if np.isnan(p) else f'{p:.2f}'})")
+                lines.append(
+                    f"- main ≤{m}, aux ≤{a} (ratio {a / m:g}): gap {ours.loc[m, a]:.2f} "
+                    f"(paper {'—' if np.isnan(p) else f'{p:.2f}'})"
+                )
     return "\n".join(lines) if lines else "_No grid cell has been run._"

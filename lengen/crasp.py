@@ -38,11 +38,13 @@ a cumulative sum, a local count a sum of shifted copies. ``And`` short-circuits 
 is false everywhere, which keeps programs with one disjunct per pair of symbols (unique copy's
 induction head) affordable on long inputs.
 """
+
 from __future__ import annotations
 
 import dataclasses
+import typing
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -62,8 +64,9 @@ class Expr:
         """The operands: every dataclass field holding an expression (cached per node class)."""
         cls = type(self)
         if "_operand_fields" not in cls.__dict__:
-            cls._operand_fields = tuple(f.name for f in dataclasses.fields(self)
-                                        if isinstance(getattr(self, f.name), Expr))
+            cls._operand_fields = tuple(
+                f.name for f in dataclasses.fields(self) if isinstance(getattr(self, f.name), Expr)
+            )
         return tuple(getattr(self, name) for name in cls._operand_fields)
 
     def needed(self, ev: Evaluator) -> tuple[Expr, ...]:
@@ -161,7 +164,6 @@ class Periodic(BoolExpr):
 class Not(BoolExpr):
     p: BoolExpr
 
-
     def __str__(self) -> str:
         return f"¬{_wrap(self.p)}"
 
@@ -173,7 +175,6 @@ class Not(BoolExpr):
 class And(BoolExpr):
     p: BoolExpr
     q: BoolExpr
-
 
     def __str__(self) -> str:
         return f"{_wrap(self.p)} ∧ {_wrap(self.q)}"
@@ -194,7 +195,6 @@ class Or(BoolExpr):
     p: BoolExpr
     q: BoolExpr
 
-
     def __str__(self) -> str:
         return f"{_wrap(self.p)} ∨ {_wrap(self.q)}"
 
@@ -208,9 +208,14 @@ class Cmp(BoolExpr):
     c1: CountExpr
     c2: CountExpr
 
-    _OPS = {"≤": np.less_equal, "<": np.less, "≥": np.greater_equal, ">": np.greater,
-            "=": np.equal, "≠": np.not_equal}
-
+    _OPS: typing.ClassVar[dict] = {
+        "≤": np.less_equal,
+        "<": np.less,
+        "≥": np.greater_equal,
+        ">": np.greater,
+        "=": np.equal,
+        "≠": np.not_equal,
+    }
 
     def __str__(self) -> str:
         return f"{_wrap(self.c1)} {self.op} {_wrap(self.c2)}"
@@ -229,7 +234,6 @@ class Count(CountExpr):
     def __post_init__(self):
         if self.local is not None and (not self.local or min(self.local) < 0):
             raise ValueError(f"local offsets {self.local} must be a non-empty tuple of ints >= 0")
-
 
     def __str__(self) -> str:
         body = _wrap(self.p).replace("(i)", "(j)").replace("i ≡", "j ≡").replace("i mod", "j mod")
@@ -256,7 +260,6 @@ class Cond(CountExpr):
     c1: CountExpr
     c2: CountExpr
 
-
     def __str__(self) -> str:
         return f"({self.p} ? {self.c1} : {self.c2})"
 
@@ -269,7 +272,6 @@ class Add(CountExpr):
     c1: CountExpr
     c2: CountExpr
 
-
     def __str__(self) -> str:
         return f"{self.c1} + {_wrap(self.c2)}"
 
@@ -281,7 +283,6 @@ class Add(CountExpr):
 class Sub(CountExpr):
     c1: CountExpr
     c2: CountExpr
-
 
     def __str__(self) -> str:
         return f"{self.c1} − {_wrap(self.c2)}"
@@ -309,7 +310,6 @@ class Let(Expr):
 
     name: str
     expr: Expr
-
 
     def __str__(self) -> str:
         return self.name

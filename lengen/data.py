@@ -26,6 +26,7 @@ leak): for each group it searches the whole stream for the evaluation prompts of
 Training batch k is a pure function of (data seed, k): a run resumed from a checkpoint at step k sees
 exactly the batches an uninterrupted run would.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,18 +35,15 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import lightning as L
+import pandas as pd
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from lengen.config import GroupConfig
 from lengen.tasks import Example, get_task
 from lengen.tokenizer import Tokenizer, default_tokenizer
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 IGNORE = -100  # label of positions without loss (prompt, padding)
 
@@ -174,9 +172,18 @@ class TrainStream(IterableDataset):
     so every row of the position table up to max_seq_len is trained.
     """
 
-    def __init__(self, group: GroupConfig, batch_size: int, seed: int, modulus: int,
-                 max_seq_len: int | None = None, start_step: int = 0, tok: Tokenizer | None = None,
-                 rank: int = 0, world_size: int = 1):
+    def __init__(
+        self,
+        group: GroupConfig,
+        batch_size: int,
+        seed: int,
+        modulus: int,
+        max_seq_len: int | None = None,
+        start_step: int = 0,
+        tok: Tokenizer | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         self.tasks = [(name, get_task(name), max_len) for name, max_len in group.tasks.items()]
         self.batch_size, self.seed, self.modulus = batch_size, seed, modulus
         self.max_seq_len = max_seq_len  # None: no random offsets
@@ -221,8 +228,15 @@ class TrainStream(IterableDataset):
 class LengenDataModule(L.LightningDataModule):
     """Training stream for one run; resumes at the trainer's global step so data never repeats."""
 
-    def __init__(self, group: GroupConfig, batch_size: int, seed: int, holdout_modulus: int,
-                 random_offset_max_seq_len: int | None = None, num_workers: int = 0):
+    def __init__(
+        self,
+        group: GroupConfig,
+        batch_size: int,
+        seed: int,
+        holdout_modulus: int,
+        random_offset_max_seq_len: int | None = None,
+        num_workers: int = 0,
+    ):
         super().__init__()
         self.group, self.batch_size, self.seed = group, batch_size, seed
         self.holdout_modulus = holdout_modulus
@@ -232,10 +246,19 @@ class LengenDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         t = self.trainer
         start, rank, world = (t.global_step, t.global_rank, t.world_size) if t is not None else (0, 0, 1)
-        stream = TrainStream(self.group, self.batch_size, self.seed, self.holdout_modulus,
-                             self.random_offset_max_seq_len, start_step=start, rank=rank, world_size=world)
-        return DataLoader(stream, batch_size=None, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+        stream = TrainStream(
+            self.group,
+            self.batch_size,
+            self.seed,
+            self.holdout_modulus,
+            self.random_offset_max_seq_len,
+            start_step=start,
+            rank=rank,
+            world_size=world,
+        )
+        return DataLoader(
+            stream, batch_size=None, num_workers=self.num_workers, persistent_workers=self.num_workers > 0
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,8 +275,6 @@ def experiment_eval_sets(cfg, n: int | None = None) -> dict[tuple[str, int], lis
 
 def preview(tasks: list[str], lengths: list[int], seed: int = 0):
     """One example per (task, length), as a DataFrame with the formatted token sequence."""
-    import pandas as pd
-
     tok = default_tokenizer()
     rows = []
     for task in tasks:
@@ -263,8 +284,16 @@ def preview(tasks: list[str], lengths: list[int], seed: int = 0):
                 continue
             ex = t.generate(random.Random(f"preview/{seed}/{task}/{length}"), length)
             ids, n_prompt = format_example(task, ex, tok)
-            rows.append(dict(task=task, length=length, prompt=ex.prompt, target=ex.target, tokens=len(ids),
-                             loss_tokens=len(ids) - n_prompt))
+            rows.append(
+                dict(
+                    task=task,
+                    length=length,
+                    prompt=ex.prompt,
+                    target=ex.target,
+                    tokens=len(ids),
+                    loss_tokens=len(ids) - n_prompt,
+                )
+            )
     return pd.DataFrame(rows)
 
 
@@ -276,8 +305,9 @@ class LeakError(RuntimeError):
         self.table = table
 
 
-def group_eval_prompts(group: GroupConfig, sets: dict[tuple[str, int], list[EvalExample]],
-                       eval_step: int) -> dict[str, str]:
+def group_eval_prompts(
+    group: GroupConfig, sets: dict[tuple[str, int], list[EvalExample]], eval_step: int
+) -> dict[str, str]:
     """The evaluation prompts of every task of a group at its evaluated lengths: ``{prompt: task}`` (a
     prompt evaluated under several tasks names one of them)."""
     keys = sorted(group.eval_keys(eval_step))
@@ -287,8 +317,12 @@ def group_eval_prompts(group: GroupConfig, sets: dict[tuple[str, int], list[Eval
     return {e.prompt: e.task for k in keys for e in sets[k]}
 
 
-def check_disjoint(cfg, sets: dict[tuple[str, int], list[EvalExample]] | None = None,
-                   n_batches: int | None = None, n_eval: int | None = None) -> pd.DataFrame:
+def check_disjoint(
+    cfg,
+    sets: dict[tuple[str, int], list[EvalExample]] | None = None,
+    n_batches: int | None = None,
+    n_eval: int | None = None,
+) -> pd.DataFrame:
     """Search every training example of every run of the profile for the group's evaluation prompts.
 
     For each group that a run trains (``cfg.all_runs()``: experiment, ablation, grid), batches
@@ -311,8 +345,6 @@ def check_disjoint(cfg, sets: dict[tuple[str, int], list[EvalExample]] | None = 
         grid_m3_a6        40             640           344           0
         add_alone         40             640           123           0
     """
-    import pandas as pd
-
     d = cfg.data
     runs: dict[str, object] = {}
     for r in cfg.all_runs():  # a group's runs share its stream (data seed, not init seed)
@@ -327,8 +359,9 @@ def check_disjoint(cfg, sets: dict[tuple[str, int], list[EvalExample]] | None = 
 
     rows, leaks = [], []
     for members in streams.values():
-        steps = {g: min(runs[g].train.steps, n_batches if n_batches is not None else runs[g].train.steps)
-                 for g in members}
+        steps = {
+            g: min(runs[g].train.steps, n_batches if n_batches is not None else runs[g].train.steps) for g in members
+        }
         run = runs[members[0]]
         stream = TrainStream(run.group, run.train.batch_size, d.seed, d.holdout_modulus)
         watch = set().union(*(evals[g] for g in members))
@@ -339,13 +372,22 @@ def check_disjoint(cfg, sets: dict[tuple[str, int], list[EvalExample]] | None = 
         seconds = time.perf_counter() - t0
         for g in members:
             mine = [(task, p) for k, task, p in hits if k < steps[g] and p in evals[g]]
-            rows.append(dict(group=g, batches=steps[g], train_examples=steps[g] * run.train.batch_size,
-                             eval_prompts=len(evals[g]), collisions=len(mine),
-                             seconds=round(seconds, 2) if g == members[0] else 0.0))
+            rows.append(
+                dict(
+                    group=g,
+                    batches=steps[g],
+                    train_examples=steps[g] * run.train.batch_size,
+                    eval_prompts=len(evals[g]),
+                    collisions=len(mine),
+                    seconds=round(seconds, 2) if g == members[0] else 0.0,
+                )
+            )
             if mine:
                 task, p = mine[0]
-                leaks.append(f"group {g!r}: {len(mine)} training examples have an evaluation prompt, e.g. "
-                             f"{p!r} trained as {task!r} and evaluated as {evals[g][p]!r}")
+                leaks.append(
+                    f"group {g!r}: {len(mine)} training examples have an evaluation prompt, e.g. "
+                    f"{p!r} trained as {task!r} and evaluated as {evals[g][p]!r}"
+                )
     table = pd.DataFrame(rows)
     if leaks:
         raise LeakError("evaluation prompts occur in training:\n" + "\n".join(leaks), table)
@@ -354,10 +396,6 @@ def check_disjoint(cfg, sets: dict[tuple[str, int], list[EvalExample]] | None = 
 
 def generation_speed(cfg, seconds: float = 2.0) -> pd.DataFrame:
     """Training examples generated per second (generation + formatting + collation), per group."""
-    import time
-
-    import pandas as pd
-
     rows = []
     for g in cfg.experiment.groups:
         batch_size = cfg.train_for(g).batch_size

@@ -49,6 +49,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lengen.runtime import autocast_context, default_device, provenance, resolve_precision
 from lengen.sources import code_hash, import_closure
+from lengen.system import LengenSystem
 
 Rows = list[dict]
 ScoreFn = Callable[[torch.nn.Module, int, bool], Rows]  # (model, step, final) -> tidy records
@@ -127,9 +128,16 @@ class Evaluate(L.Callback):
     ``monitor_name`` for :class:`StopAtScore` and the CSV log.
     """
 
-    def __init__(self, score: ScoreFn, every: int, precision: str, run_dir: Path,
-                 monitor: Callable[[Rows], float] | None = None, monitor_name: str = "val/score",
-                 announce: Callable[[Rows, int], str] | None = None):
+    def __init__(
+        self,
+        score: ScoreFn,
+        every: int,
+        precision: str,
+        run_dir: Path,
+        monitor: Callable[[Rows], float] | None = None,
+        monitor_name: str = "val/score",
+        announce: Callable[[Rows, int], str] | None = None,
+    ):
         self.score, self.every, self.precision, self.run_dir = score, every, precision, Path(run_dir)
         self.monitor, self.monitor_name, self.announce = monitor, monitor_name, announce
         self.records: Rows = []
@@ -185,8 +193,15 @@ class StopAtScore(EarlyStopping):
     """
 
     def __init__(self, rule: StopRule, every: int):
-        super().__init__(monitor=rule.monitor, mode="max", stopping_threshold=rule.at - 1e-9, patience=2**31,
-                         check_on_train_epoch_end=False, strict=False, verbose=False)
+        super().__init__(
+            monitor=rule.monitor,
+            mode="max",
+            stopping_threshold=rule.at - 1e-9,
+            patience=2**31,
+            check_on_train_epoch_end=False,
+            strict=False,
+            verbose=False,
+        )
         self.every = every
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
@@ -201,9 +216,15 @@ class KeptCheckpoints(ModelCheckpoint):
     """A weights-only checkpoint (``step=000500.ckpt``) at every evaluation step, for the head analysis."""
 
     def __init__(self, dirpath: Path, every: int):
-        super().__init__(dirpath=dirpath, filename="step={step:06d}", auto_insert_metric_name=False,
-                         every_n_train_steps=every, save_top_k=-1, save_weights_only=True,
-                         enable_version_counter=False)
+        super().__init__(
+            dirpath=dirpath,
+            filename="step={step:06d}",
+            auto_insert_metric_name=False,
+            every_n_train_steps=every,
+            save_top_k=-1,
+            save_weights_only=True,
+            enable_version_counter=False,
+        )
 
     @property
     def state_key(self) -> str:  # distinct from the resume checkpoint's (same trigger, other role)
@@ -232,8 +253,7 @@ def check_checkpoint(path: Path) -> None:
 
 def load_system(checkpoint: Path, cls: type[L.LightningModule] | None = None) -> L.LightningModule:
     """A trained system from a (kept) checkpoint, on CPU; a damaged file is named with what to do."""
-    if cls is None:
-        from lengen.system import LengenSystem as cls  # noqa: N813 -- the default system
+    cls = cls or LengenSystem
     check_checkpoint(Path(checkpoint))
     return cls.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False)
 
@@ -254,8 +274,12 @@ def read_back(spec: RunSpec) -> Outcome | None:
     return Outcome(pd.read_csv(records_file), info, d, read_back=True)
 
 
-def fit(spec: RunSpec, build: Callable[[], tuple[L.LightningModule, object, Evaluate]], progress: bool = True,
-        callbacks: list[L.Callback] | None = None) -> Outcome:
+def fit(
+    spec: RunSpec,
+    build: Callable[[], tuple[L.LightningModule, object, Evaluate]],
+    progress: bool = True,
+    callbacks: list[L.Callback] | None = None,
+) -> Outcome:
     """Train the run (resuming from ``last.ckpt``) or read it back if it already finished.
 
     ``build()`` -> (system, training data, evaluator): the data is a LightningDataModule or a DataLoader;
@@ -264,8 +288,9 @@ def fit(spec: RunSpec, build: Callable[[], tuple[L.LightningModule, object, Eval
     done = read_back(spec)
     if done is not None:
         if progress:
-            print(f"[engine] {spec.run_id}: finished earlier under fingerprint {spec.fingerprint}, read back",
-                  flush=True)
+            print(
+                f"[engine] {spec.run_id}: finished earlier under fingerprint {spec.fingerprint}, read back", flush=True
+            )
         return done
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no banners in the reports
     d, threads = spec.run_dir, torch.get_num_threads()
@@ -282,16 +307,31 @@ def fit(spec: RunSpec, build: Callable[[], tuple[L.LightningModule, object, Eval
         if spec.keep_checkpoints and spec.eval_every:
             extra.append(KeptCheckpoints(ckpt_dir, spec.eval_every))
         if spec.every_checkpoint:
-            extra.append(ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=spec.every_checkpoint, save_top_k=0,
-                                         save_last=True, enable_version_counter=False))
+            extra.append(
+                ModelCheckpoint(
+                    dirpath=ckpt_dir,
+                    every_n_train_steps=spec.every_checkpoint,
+                    save_top_k=0,
+                    save_last=True,
+                    enable_version_counter=False,
+                )
+            )
         trainer = L.Trainer(
-            max_steps=spec.steps, accelerator="auto", devices=spec.devices,
-            strategy="ddp" if spec.devices > 1 else "auto", precision=precision,
-            gradient_clip_val=spec.grad_clip or None, logger=CSVLogger(d, name="logs", version=""),
+            max_steps=spec.steps,
+            accelerator="auto",
+            devices=spec.devices,
+            strategy="ddp" if spec.devices > 1 else "auto",
+            precision=precision,
+            gradient_clip_val=spec.grad_clip or None,
+            logger=CSVLogger(d, name="logs", version=""),
             callbacks=[*extra, LearningRateMonitor(logging_interval="step"), *(callbacks or [])],
-            plugins=[AtomicCheckpointIO()], enable_checkpointing=bool(spec.every_checkpoint),
-            enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=spec.log_every_n_steps,
-            limit_val_batches=0, num_sanity_val_steps=0,
+            plugins=[AtomicCheckpointIO()],
+            enable_checkpointing=bool(spec.every_checkpoint),
+            enable_progress_bar=progress,
+            enable_model_summary=False,
+            log_every_n_steps=spec.log_every_n_steps,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
         )
         last = ckpt_dir / "last.ckpt"
         if last.exists():
@@ -311,11 +351,20 @@ def fit(spec: RunSpec, build: Callable[[], tuple[L.LightningModule, object, Eval
         records = pd.DataFrame(evaluator.records)
         records.to_csv(d / "records.csv", index=False)
         info = {
-            "run_id": spec.run_id, "fingerprint": spec.fingerprint, "finished": True, "params": spec.params,
-            "code": list(spec.code), "code_hash": spec.code_hash, "steps": step,
-            "stopped_early": spec.steps > 0 and step < spec.steps, "wall_s": round(evaluator.wall_s(), 1),
-            "threads": spec.threads, "devices": spec.devices, "precision": precision,
-            "provenance": provenance(), **spec.extra_info,
+            "run_id": spec.run_id,
+            "fingerprint": spec.fingerprint,
+            "finished": True,
+            "params": spec.params,
+            "code": list(spec.code),
+            "code_hash": spec.code_hash,
+            "steps": step,
+            "stopped_early": spec.steps > 0 and step < spec.steps,
+            "wall_s": round(evaluator.wall_s(), 1),
+            "threads": spec.threads,
+            "devices": spec.devices,
+            "precision": precision,
+            "provenance": provenance(),
+            **spec.extra_info,
         }
         (d / "run.json").write_text(json.dumps(info, indent=1, default=str) + "\n")  # marks the run finished
         last.unlink(missing_ok=True)  # a finished run is read back from its records, never resumed

@@ -12,6 +12,7 @@ Two ways to score a set, which agree (``tests/test_evaluate.py`` checks it on a 
 every other reading of the records live in :mod:`lengen.records`; device and precision in
 :mod:`lengen.runtime`.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -45,8 +46,9 @@ class SetScore:
 Formatter = Callable[[str, Example], tuple[list[int], int]]
 
 
-def _teacher_forced_batches(model, examples: list[EvalExample], batch_size: int, fmt: Formatter | None,
-                            pad_id: int | None):
+def _teacher_forced_batches(
+    model, examples: list[EvalExample], batch_size: int, fmt: Formatter | None, pad_id: int | None
+):
     """Yield ``(pred, labels, mask)`` per batch of one teacher-forced forward pass, each ``(B, T)``."""
     fmt = fmt or (lambda task, ex: format_example(task, ex))
     pad_id = default_tokenizer().pad_id if pad_id is None else pad_id
@@ -59,8 +61,9 @@ def _teacher_forced_batches(model, examples: list[EvalExample], batch_size: int,
 
 
 @torch.no_grad()
-def teacher_forced(model, examples: list[EvalExample], batch_size: int = 256,
-                   fmt: Formatter | None = None, pad_id: int | None = None) -> SetScore:
+def teacher_forced(
+    model, examples: list[EvalExample], batch_size: int = 256, fmt: Formatter | None = None, pad_id: int | None = None
+) -> SetScore:
     """Teacher-forced exact match in one forward pass per batch. ``model(input_ids) -> logits``."""
     exact, tok_ok, tok_n = [], 0, 0
     for pred, y, mask in _teacher_forced_batches(model, examples, batch_size, fmt, pad_id):
@@ -71,9 +74,9 @@ def teacher_forced(model, examples: list[EvalExample], batch_size: int = 256,
 
 
 @torch.no_grad()
-def answer_position_accuracy(model, examples: list[EvalExample], batch_size: int = 256,
-                             fmt: Formatter | None = None, pad_id: int | None = None
-                             ) -> tuple[np.ndarray, np.ndarray]:
+def answer_position_accuracy(
+    model, examples: list[EvalExample], batch_size: int = 256, fmt: Formatter | None = None, pad_id: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Teacher-forced accuracy at each answer position: ``(accuracy, n)``, both ``(max answer + 1,)``.
 
     Position 0 is the first target token, the last position of an example is its ``<eos>``; an example
@@ -118,17 +121,38 @@ def greedy(model, examples: list[EvalExample], batch_size: int = 256, tok: Token
     return SetScore(exact, tok_ok, tok_n)
 
 
-def score_sets(model, sets: dict[tuple[str, int], list[EvalExample]], *, run_id: str, group_name: str,
-               group, step: int, seed: int, pos_encoding: str, batch_size: int = 256,
-               method: str = "teacher_forced") -> list[dict]:
+def score_sets(
+    model,
+    sets: dict[tuple[str, int], list[EvalExample]],
+    *,
+    run_id: str,
+    group_name: str,
+    group,
+    step: int,
+    seed: int,
+    pos_encoding: str,
+    batch_size: int = 256,
+    method: str = "teacher_forced",
+) -> list[dict]:
     """Score every (task, length) set and return tidy records."""
     scorer = {"teacher_forced": teacher_forced, "greedy": greedy}[method]
     rows = []
     for (task, length), examples in sorted(sets.items()):
         s = scorer(model, examples, batch_size=batch_size)
-        rows.append(dict(
-            run_id=run_id, group=group_name, task=task, role=group.role(task), length=length,
-            in_distribution=length <= group.tasks[task], n=len(examples), exact_match=s.exact_match,
-            token_accuracy=s.token_accuracy, step=step, seed=seed, pos_encoding=pos_encoding,
-        ))
+        rows.append(
+            dict(
+                run_id=run_id,
+                group=group_name,
+                task=task,
+                role=group.role(task),
+                length=length,
+                in_distribution=length <= group.tasks[task],
+                n=len(examples),
+                exact_match=s.exact_match,
+                token_accuracy=s.token_accuracy,
+                step=step,
+                seed=seed,
+                pos_encoding=pos_encoding,
+            )
+        )
     return rows

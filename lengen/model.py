@@ -14,12 +14,13 @@ Attention has two numerically equivalent paths: ``sdpa`` (F.scaled_dot_product_a
 ``hook_head_out`` that PyTorch forward hooks can read and replace). ``run_with_cache`` and
 ``replace_heads`` wrap those hooks for head analysis and mean-ablation.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 import torch.nn as nn
@@ -41,13 +42,13 @@ class ModelConfig:
     n_layer: int = 4
     n_head: int = 4
     d_model: int = 128
-    d_mlp: int = 512            # SwiGLU hidden width
-    max_seq_len: int = 256      # position range: APE table rows / RoPE cache / longest sequence accepted
+    d_mlp: int = 512  # SwiGLU hidden width
+    max_seq_len: int = 256  # position range: APE table rows / RoPE cache / longest sequence accepted
     pos_encoding: str = "rope"  # "rope" | "nope" | "ape"
     rope_base: float = 10000.0
     tie_embeddings: bool = False
     norm_eps: float = 1e-5
-    init: str = "fan_in"        # "fan_in" | "gpt2": weight initialization, see Transformer._init_weights
+    init: str = "fan_in"  # "fan_in" | "gpt2": weight initialization, see Transformer._init_weights
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "n_layer", "n_head", "d_model", "d_mlp", "max_seq_len"):
@@ -62,11 +63,15 @@ class ModelConfig:
         if self.pos_encoding == "rope":
             if not (self.rope_base > 0 and math.isfinite(self.rope_base)):
                 # base=inf does NOT give NoPE: frequency i=0 is base**0 = 1 and still rotates
-                raise ValueError(f"rope_base={self.rope_base!r} must be finite and > 0 "
-                                 "(use pos_encoding='nope' for no positional signal)")
+                raise ValueError(
+                    f"rope_base={self.rope_base!r} must be finite and > 0 "
+                    "(use pos_encoding='nope' for no positional signal)"
+                )
             if self.head_dim % 2 != 0:
-                raise ValueError(f"head_dim={self.head_dim} (d_model/n_head) must be even for rope "
-                                 "(rotation acts on pairs of channels)")
+                raise ValueError(
+                    f"head_dim={self.head_dim} (d_model/n_head) must be even for rope "
+                    "(rotation acts on pairs of channels)"
+                )
         if not (self.norm_eps > 0 and math.isfinite(self.norm_eps)):
             raise ValueError(f"norm_eps={self.norm_eps!r} must be finite and > 0")
         if self.init not in INITS:
@@ -108,7 +113,7 @@ def rope_cos_sin(max_len: int, head_dim: int, base: float) -> tuple[Tensor, Tens
     """
     inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
     angles = torch.outer(torch.arange(max_len, dtype=torch.float64), inv_freq)  # (L, hs/2)
-    angles = torch.cat([angles, angles], dim=-1)                                   # (L, hs)
+    angles = torch.cat([angles, angles], dim=-1)  # (L, hs)
     return angles.cos().float(), angles.sin().float()
 
 
@@ -158,11 +163,12 @@ class CausalSelfAttention(nn.Module):
         self.k_proj = nn.Linear(d, d, bias=False)
         self.v_proj = nn.Linear(d, d, bias=False)
         self.o_proj = nn.Linear(d, d, bias=False)  # columns h*hs:(h+1)*hs read head h
-        self.hook_pattern = HookPoint()   # (B, nh, T_q, T_k) attention probabilities
+        self.hook_pattern = HookPoint()  # (B, nh, T_q, T_k) attention probabilities
         self.hook_head_out = HookPoint()  # (B, nh, T_q, hs) per-head z = pattern @ v
 
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None, attn_impl: str,
-                kv_cache: KVCache | None) -> Tensor:
+    def forward(
+        self, x: Tensor, rope: tuple[Tensor, Tensor] | None, attn_impl: str, kv_cache: KVCache | None
+    ) -> Tensor:
         B, T, C = x.shape
         nh, hs = self.n_head, self.head_dim
         q = self.q_proj(x).view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
@@ -183,22 +189,25 @@ class CausalSelfAttention(nn.Module):
         # sdpa's is_causal (top-left aligned when T_q != T_k) would get wrong.
         mask = None
         if (past > 0 and T > 1) or attn_impl == "explicit":
-            mask = (torch.arange(T_k, device=x.device)[None, :]
-                    <= past + torch.arange(T, device=x.device)[:, None])  # (T, T_k) bool, True = attend
+            mask = (
+                torch.arange(T_k, device=x.device)[None, :] <= past + torch.arange(T, device=x.device)[:, None]
+            )  # (T, T_k) bool, True = attend
 
         if attn_impl == "sdpa":
             if self.hook_pattern.has_hooks() or self.hook_head_out.has_hooks():
                 # silently skipping an ablation hook would corrupt an experiment
-                raise RuntimeError("hooks are registered on hook_pattern/hook_head_out but they only "
-                                   "fire with attn_impl='explicit'")
+                raise RuntimeError(
+                    "hooks are registered on hook_pattern/hook_head_out but they only fire with attn_impl='explicit'"
+                )
             # past > 0 and T == 1: the single new query sees every key, no mask needed
-            z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
-                                               is_causal=(past == 0 and T > 1))  # (B, nh, T, hs)
+            z = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, is_causal=(past == 0 and T > 1)
+            )  # (B, nh, T, hs)
         elif attn_impl == "explicit":
             att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))  # (B, nh, T, T_k)
             att = att.float().masked_fill(~mask, float("-inf"))
             pattern = self.hook_pattern(att.softmax(dim=-1).to(v.dtype))  # (B, nh, T, T_k)
-            z = self.hook_head_out(pattern @ v)                             # (B, nh, T, hs)
+            z = self.hook_head_out(pattern @ v)  # (B, nh, T, hs)
         else:
             raise ValueError(f"attn_impl={attn_impl!r} must be one of {ATTN_IMPLS}")
 
@@ -231,8 +240,9 @@ class Block(nn.Module):
         self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.mlp = SwiGLU(cfg)
 
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None, attn_impl: str,
-                kv_cache: KVCache | None) -> Tensor:
+    def forward(
+        self, x: Tensor, rope: tuple[Tensor, Tensor] | None, attn_impl: str, kv_cache: KVCache | None
+    ) -> Tensor:
         x = x + self.attn(self.attn_norm(x), rope, attn_impl, kv_cache)
         x = x + self.mlp(self.mlp_norm(x))
         return x
@@ -261,15 +271,15 @@ class KVCache:
     def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Write k, v (B, nh, T, hs) at slots length..length+T; return views of all filled slots."""
         B, nh, T, hs = k.shape
-        if B != self.batch_size:
+        if self.batch_size != B:
             raise ValueError(f"batch size {B} does not match the cache's batch_size={self.batch_size}")
         if self.k[layer] is None:
             self.k[layer] = k.new_empty(B, nh, self.max_len, hs)
             self.v[layer] = v.new_empty(B, nh, self.max_len, hs)
         ck, cv = self.k[layer], self.v[layer]
         end = self.length + T
-        ck[:, :, self.length:end] = k
-        cv[:, :, self.length:end] = v
+        ck[:, :, self.length : end] = k
+        cv[:, :, self.length : end] = v
         return ck[:, :, :end], cv[:, :, :end]
 
     def reset(self) -> None:
@@ -317,17 +327,16 @@ class Transformer(nn.Module):
                 elif isinstance(module, nn.Embedding):
                     std = 1.0
                 else:
-                    std = module.in_features ** -0.5
+                    std = module.in_features**-0.5
                 if name.endswith(("attn.o_proj", "mlp.w2")):
                     std *= resid  # each block adds two residual writes: keep the stream's variance flat
                 nn.init.normal_(module.weight, mean=0.0, std=std)
         if cfg.tie_embeddings:  # the shared matrix is read as an output head: fan-in scale, not N(0, 1)
-            nn.init.normal_(self.tok_emb.weight, mean=0.0, std=0.02 if cfg.init == "gpt2" else cfg.d_model ** -0.5)
+            nn.init.normal_(self.tok_emb.weight, mean=0.0, std=0.02 if cfg.init == "gpt2" else cfg.d_model**-0.5)
 
     # -- positions -------------------------------------------------------------------------------------
 
-    def _position_ids(self, B: int, T: int, past: int, pos_offset: Tensor | int | None,
-                      device: torch.device) -> Tensor:
+    def _position_ids(self, B: int, T: int, past: int, pos_offset: Tensor | int | None, device: torch.device) -> Tensor:
         """(B, T) absolute positions pos_offset[b] + past + t, range-checked against max_seq_len."""
         if pos_offset is None:
             pos_offset = 0
@@ -339,14 +348,21 @@ class Transformer(nn.Module):
             lo, hi = int(offset.min()), int(offset.max())
         lo, hi = lo + past, hi + past + T - 1
         if lo < 0 or hi >= self.cfg.max_seq_len:
-            raise ValueError(f"position ids span [{lo}, {hi}] but must lie in [0, max_seq_len="
-                             f"{self.cfg.max_seq_len}) for pos_encoding={self.cfg.pos_encoding!r}")
+            raise ValueError(
+                f"position ids span [{lo}, {hi}] but must lie in [0, max_seq_len="
+                f"{self.cfg.max_seq_len}) for pos_encoding={self.cfg.pos_encoding!r}"
+            )
         return offset[:, None] + past + torch.arange(T, device=device)  # (B, T)
 
     # -- forward ---------------------------------------------------------------------------------------
 
-    def forward(self, idx: Tensor, pos_offset: Tensor | int | None = None, attn_impl: str = "auto",
-                kv_cache: KVCache | None = None) -> Tensor:
+    def forward(
+        self,
+        idx: Tensor,
+        pos_offset: Tensor | int | None = None,
+        attn_impl: str = "auto",
+        kv_cache: KVCache | None = None,
+    ) -> Tensor:
         """idx (B, T) -> logits (B, T, vocab).
 
         pos_offset: per-example start position (B,) or an int, default 0; position ids are
@@ -364,8 +380,9 @@ class Transformer(nn.Module):
         if kv_cache is not None:
             past = kv_cache.length
             if past + T > kv_cache.max_len:
-                raise ValueError(f"kv_cache holds {past} of max_len={kv_cache.max_len} positions; "
-                                 f"cannot append {T} more")
+                raise ValueError(
+                    f"kv_cache holds {past} of max_len={kv_cache.max_len} positions; cannot append {T} more"
+                )
 
         x = self.tok_emb(idx)  # (B, T, d)
         rope = None
@@ -388,8 +405,7 @@ class Transformer(nn.Module):
 
     # -- head analysis ---------------------------------------------------------------------------------
 
-    def run_with_cache(self, idx: Tensor, pos_offset: Tensor | int | None = None
-                       ) -> tuple[Tensor, dict[str, Tensor]]:
+    def run_with_cache(self, idx: Tensor, pos_offset: Tensor | int | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """Explicit-path forward; returns logits and detached activations keyed
         ``blocks.{i}.attn.pattern`` (B, nh, T, T) and ``blocks.{i}.attn.head_out`` (B, nh, T, hs)."""
         cache: dict[str, Tensor] = {}
@@ -397,15 +413,14 @@ class Transformer(nn.Module):
         def recorder(key: str):
             def hook(module, inputs, output):
                 cache[key] = output.detach()
+
             return hook
 
         handles = []
         try:
             for i, block in enumerate(self.blocks):
-                handles.append(block.attn.hook_pattern.register_forward_hook(
-                    recorder(f"blocks.{i}.attn.pattern")))
-                handles.append(block.attn.hook_head_out.register_forward_hook(
-                    recorder(f"blocks.{i}.attn.head_out")))
+                handles.append(block.attn.hook_pattern.register_forward_hook(recorder(f"blocks.{i}.attn.pattern")))
+                handles.append(block.attn.hook_head_out.register_forward_hook(recorder(f"blocks.{i}.attn.head_out")))
             logits = self(idx, pos_offset=pos_offset, attn_impl="explicit")
         finally:
             for h in handles:
@@ -423,8 +438,10 @@ class Transformer(nn.Module):
         by_layer: dict[int, dict[int, Tensor]] = {}
         for (layer, head), value in replacements.items():
             if not (0 <= layer < self.cfg.n_layer and 0 <= head < self.cfg.n_head):
-                raise ValueError(f"(layer, head)=({layer}, {head}) out of range for "
-                                 f"n_layer={self.cfg.n_layer}, n_head={self.cfg.n_head}")
+                raise ValueError(
+                    f"(layer, head)=({layer}, {head}) out of range for "
+                    f"n_layer={self.cfg.n_layer}, n_head={self.cfg.n_head}"
+                )
             by_layer.setdefault(layer, {})[head] = value
 
         def replacer(heads: dict[int, Tensor]):
@@ -434,10 +451,13 @@ class Transformer(nn.Module):
                 for head, value in heads.items():
                     z[:, head] = value.to(device=z.device, dtype=z.dtype).expand(B, T, hs)
                 return z
+
             return hook
 
-        handles = [self.blocks[layer].attn.hook_head_out.register_forward_hook(replacer(heads))
-                   for layer, heads in by_layer.items()]
+        handles = [
+            self.blocks[layer].attn.hook_head_out.register_forward_hook(replacer(heads))
+            for layer, heads in by_layer.items()
+        ]
         try:
             yield
         finally:

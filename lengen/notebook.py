@@ -9,6 +9,7 @@ Parameters are type-converted by papermill from the notebook's ``parameters`` ce
 parsed as YAML scalars). A failing cell makes the stage fail with exit code 1 and the cell's error,
 not a 200-line traceback; the partially executed notebook is still written for inspection.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,21 +18,26 @@ import sys
 import time
 from pathlib import Path
 
+import papermill as pm
 import yaml
+from nbconvert import HTMLExporter
 
 from lengen import paths
 
 
 def run_notebook(src: str | Path, out: str | Path, parameters: dict | None = None, html: bool = True) -> Path:
-    import papermill as pm
-
     src, out = paths.PROJ_ROOT / src, paths.PROJ_ROOT / out
     out.parent.mkdir(parents=True, exist_ok=True)
-    pm.execute_notebook(str(src), str(out), parameters=parameters or {}, cwd=str(paths.PROJ_ROOT),
-                        kernel_name="python3", progress_bar=False, log_output=True)
+    pm.execute_notebook(
+        str(src),
+        str(out),
+        parameters=parameters or {},
+        cwd=str(paths.PROJ_ROOT),
+        kernel_name="python3",
+        progress_bar=False,
+        log_output=True,
+    )
     if html:
-        from nbconvert import HTMLExporter
-
         body, _ = HTMLExporter().from_filename(str(out))
         out.with_suffix(".html").write_text(body)
     return out
@@ -56,12 +62,16 @@ def main(argv: list[str] | None = None) -> int:
         name = type(e).__name__
         msg = getattr(e, "evalue", None) or str(e).strip().splitlines()[-1]
         ename = getattr(e, "ename", name)
-        print(f"[lengen] FAILED {args.notebook} -> {args.output} after {time.time() - t0:.0f}s: {ename}: {msg}",
-              file=sys.stderr)
+        print(
+            f"[lengen] FAILED {args.notebook} -> {args.output} after {time.time() - t0:.0f}s: {ename}: {msg}",
+            file=sys.stderr,
+        )
         print(f"[lengen] the executed notebook with the error is at {args.output}", file=sys.stderr)
         return 1
-    print(f"[lengen] done {args.notebook} -> {args.output} in {time.time() - t0:.0f}s "
-          f"(parameters: {params or 'defaults'})")
+    print(
+        f"[lengen] done {args.notebook} -> {args.output} in {time.time() - t0:.0f}s "
+        f"(parameters: {params or 'defaults'})"
+    )
     return 0
 
 

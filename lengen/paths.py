@@ -3,6 +3,7 @@
 papermill executes notebooks with the repo root as cwd, JupyterLab with `notebooks/`: code must never
 build paths from the cwd.
 """
+
 from pathlib import Path
 
 PROJ_ROOT = Path(__file__).resolve().parents[1]

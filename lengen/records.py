@@ -10,6 +10,7 @@ the files. Every analysis reads them back through :func:`load_records`, never fr
 * :func:`generalization_gap`, :func:`curve`, :func:`group_gap` — the gap between the main task's
   accuracy-vs-length curve and its auxiliaries'.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -65,7 +66,10 @@ def summarize(records: pd.DataFrame, run: RunConfig) -> dict:
     main = last[last.role == "main"]
     acc = main.groupby(main.length.map(g.length_range)).exact_match.mean()
     out = {
-        "run_id": run.run_id, "group": run.group_name, "pos_encoding": run.pos_encoding, "seed": run.seed,
+        "run_id": run.run_id,
+        "group": run.group_name,
+        "pos_encoding": run.pos_encoding,
+        "seed": run.seed,
         "step": int(records.step.max()),
         **{f"main/{k}": float(acc.get(k, float("nan"))) for k in ("in-distribution", "transfer", "beyond")},
     }

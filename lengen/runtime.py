@@ -8,6 +8,7 @@ machine a result came from asks here, so training, evaluation and the analyses a
 * :func:`float_path`, :func:`cpu_model`, :func:`cpu_id` — what decides the bits of a run on CPU.
 * :func:`provenance` — all of the above plus versions, platform, git commit and date, for report headers.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -132,8 +133,9 @@ def cpu_id(cpuinfo: str = "/proc/cpuinfo") -> str | None:
 def git_commit(root=paths.PROJ_ROOT) -> str | None:
     """Short hash of the checked-out commit, or None outside a git checkout (or without git)."""
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-                             timeout=10)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return (out.stdout.strip() or None) if out.returncode == 0 else None
@@ -158,8 +160,11 @@ def provenance() -> dict:
         "float_path": float_path(),
         "device": str(default_device()),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                     "lightning": _version("lightning")},
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "lightning": _version("lightning"),
+        },
         "platform": platform.platform(),
         "git_commit": git_commit(),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from lengen.data import IGNORE, length_buckets
 from lengen.model import ModelConfig, Transformer
+from lengen.tokenizer import default_tokenizer
 
 
 def lr_lambda(step: int, warmup_steps: int, decay_steps: int, total_steps: int, min_lr_frac: float) -> float:
@@ -31,23 +32,40 @@ def lr_lambda(step: int, warmup_steps: int, decay_steps: int, total_steps: int, 
     return min_lr_frac + (1 - min_lr_frac) * 0.5 * (1 + math.cos(math.pi * t))
 
 
-def adamw(model: torch.nn.Module, lr: float, betas: tuple[float, float], eps: float, weight_decay: float,
-          fused: bool = False) -> torch.optim.AdamW:
+def adamw(
+    model: torch.nn.Module, lr: float, betas: tuple[float, float], eps: float, weight_decay: float, fused: bool = False
+) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices only: norms' 1-D gains are not decayed (standard practice)."""
     params = [p for p in model.parameters() if p.requires_grad]
     return torch.optim.AdamW(
-        [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
-        lr=lr, betas=tuple(betas), eps=eps, fused=fused or None,
+        [
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ],
+        lr=lr,
+        betas=tuple(betas),
+        eps=eps,
+        fused=fused or None,
     )
 
 
 class LengenSystem(L.LightningModule):
     """Next-token cross-entropy on the target tokens and ``<eos>`` (labels are IGNORE elsewhere)."""
 
-    def __init__(self, model_config: dict, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.98),
-                 eps: float = 1e-12, weight_decay: float = 0.01, warmup_steps: int = 0, decay_steps: int = 0,
-                 total_steps: int = 1000, min_lr_frac: float = 0.0, length_buckets: int = 1, fused: bool = False):
+    def __init__(
+        self,
+        model_config: dict,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.98),
+        eps: float = 1e-12,
+        weight_decay: float = 0.01,
+        warmup_steps: int = 0,
+        decay_steps: int = 0,
+        total_steps: int = 1000,
+        min_lr_frac: float = 0.0,
+        length_buckets: int = 1,
+        fused: bool = False,
+    ):
         super().__init__()
         self.save_hyperparameters()
         self.model = self.build_model()
@@ -73,11 +91,20 @@ class LengenSystem(L.LightningModule):
             loss = x.new_zeros((), dtype=torch.float32)
             for rows, T in length_buckets(y, self.hparams.length_buckets):
                 logits = self.model(x[rows, :T], pos_offset=None if offset is None else offset[rows])
-                loss = loss + F.cross_entropy(logits.float().flatten(0, 1), y[rows, :T].flatten(),
-                                              ignore_index=IGNORE, reduction="sum")
+                loss = loss + F.cross_entropy(
+                    logits.float().flatten(0, 1), y[rows, :T].flatten(), ignore_index=IGNORE, reduction="sum"
+                )
             loss = loss / (y != IGNORE).sum()
         self.log("train/loss", loss, prog_bar=True)  # the learning rate is logged by LearningRateMonitor
         return loss
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        # Lightning refuses to clip for a fused optimizer under mixed precision, because it could not unscale
+        # fp16 gradients first; bf16 and fp32 have no loss scaling, so the gradients are clipped as they are.
+        if self.hparams.fused and gradient_clip_val and self.trainer.precision != "16-mixed":
+            torch.nn.utils.clip_grad_norm_(self.parameters(), gradient_clip_val)
+        else:
+            super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def configure_optimizers(self):
         hp = self.hparams
@@ -88,11 +115,35 @@ class LengenSystem(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
+def model_config(run) -> ModelConfig:
+    """The network of a :class:`lengen.config.RunConfig`: its ``model`` section, position encoding, vocabulary."""
+    m = run.model
+    return ModelConfig(
+        vocab_size=len(default_tokenizer()),
+        n_layer=m.n_layer,
+        n_head=m.n_head,
+        d_model=m.d_model,
+        d_mlp=m.d_mlp,
+        max_seq_len=m.max_seq_len,
+        pos_encoding=run.pos_encoding,
+        rope_base=m.rope_base,
+        tie_embeddings=m.tie_embeddings,
+        init=m.init,
+    )
+
+
 def system_from_run(run) -> LengenSystem:
     """Build the system for a :class:`lengen.config.RunConfig`."""
     t = run.train
     return LengenSystem(
-        model_config=dataclasses.asdict(run.model_config()), lr=t.lr, betas=(t.beta1, t.beta2), eps=t.eps,
-        weight_decay=t.weight_decay, warmup_steps=t.warmup_steps, decay_steps=t.decay_steps,
-        total_steps=t.steps, min_lr_frac=t.min_lr_frac, length_buckets=t.length_buckets,
+        model_config=dataclasses.asdict(model_config(run)),
+        lr=t.lr,
+        betas=(t.beta1, t.beta2),
+        eps=t.eps,
+        weight_decay=t.weight_decay,
+        warmup_steps=t.warmup_steps,
+        decay_steps=t.decay_steps,
+        total_steps=t.steps,
+        min_lr_frac=t.min_lr_frac,
+        length_buckets=t.length_buckets,
     )

@@ -13,6 +13,7 @@ The dependency is one-way: this module reads the markers from the task registry
 (``lengen.tasks.markers``) and re-exports the registry's token splitter (``lengen.tasks.split``); no task
 imports the tokenizer.
 """
+
 from __future__ import annotations
 
 import string
@@ -20,8 +21,19 @@ from functools import lru_cache
 
 from lengen.tasks import markers, split
 
-__all__ = ["PAD", "BOS", "EOS", "SEP", "SPECIALS", "CHARS", "N_MAZE_NODES", "NODES", "Tokenizer",
-           "default_tokenizer", "split"]
+__all__ = [
+    "PAD",
+    "BOS",
+    "EOS",
+    "SEP",
+    "SPECIALS",
+    "CHARS",
+    "N_MAZE_NODES",
+    "NODES",
+    "Tokenizer",
+    "default_tokenizer",
+    "split",
+]
 
 PAD, BOS, EOS, SEP = "<pad>", "<bos>", "<eos>", "<sep>"
 SPECIALS = (PAD, BOS, EOS, SEP)

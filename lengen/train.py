@@ -47,10 +47,18 @@ def run_spec(run: RunConfig, root: Path | None = None) -> RunSpec:
     """The engine's view of a main run; ``run_spec(run).run_dir`` is where its checkpoints live."""
     tr = run.train
     return RunSpec(
-        run_id=run.run_id, root=Path(root or paths.RUNS_DIR),
-        params={**dataclasses.asdict(run), "group": run.group.fingerprint_dict()}, code=CODE, seed=run.seed,
-        steps=tr.steps, precision=tr.precision, threads=tr.threads, devices=tr.devices, grad_clip=tr.grad_clip,
-        eval_every=tr.eval_every, keep_checkpoints=True,
+        run_id=run.run_id,
+        root=Path(root or paths.RUNS_DIR),
+        params={**dataclasses.asdict(run), "group": run.group.fingerprint_dict()},
+        code=CODE,
+        seed=run.seed,
+        steps=tr.steps,
+        precision=tr.precision,
+        threads=tr.threads,
+        devices=tr.devices,
+        grad_clip=tr.grad_clip,
+        eval_every=tr.eval_every,
+        keep_checkpoints=True,
     )
 
 
@@ -74,12 +82,18 @@ def _announce(run: RunConfig):
                 by_range.setdefault(run.group.length_range(r["length"]), []).append(r["exact_match"])
         means = ", ".join(f"{name} {sum(v) / len(v):.3f}" for name, v in by_range.items())
         return f"[eval] {run.run_id} step {step}: main {means}"
+
     return line
 
 
-def train_run(run: RunConfig, eval_dir: Path | None = None, runs_root: Path | None = None,
-              reports_dir: Path | None = None, progress: bool = True,
-              callbacks: list[L.Callback] | None = None) -> RunResult:
+def train_run(
+    run: RunConfig,
+    eval_dir: Path | None = None,
+    runs_root: Path | None = None,
+    reports_dir: Path | None = None,
+    progress: bool = True,
+    callbacks: list[L.Callback] | None = None,
+) -> RunResult:
     """Train (or resume, or read back) one run and write the stage's outputs.
 
     ``reports/records/<id>.csv`` (tidy records), ``reports/metrics/<id>.json`` (summary, no wall times)
@@ -92,8 +106,9 @@ def train_run(run: RunConfig, eval_dir: Path | None = None, runs_root: Path | No
         tr, d = run.train, run.data
         sets_final = load_eval_sets(run, eval_dir)
         sets_during = {k: v[: d.n_eval_during_training] for k, v in sets_final.items()}
-        meta = dict(run_id=run.run_id, group_name=run.group_name, group=run.group, seed=run.seed,
-                    pos_encoding=run.pos_encoding)
+        meta = dict(
+            run_id=run.run_id, group_name=run.group_name, group=run.group, seed=run.seed, pos_encoding=run.pos_encoding
+        )
 
         def score(model, step: int, final: bool) -> list[dict]:
             return score_sets(model, sets_final if final else sets_during, step=step, **meta)

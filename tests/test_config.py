@@ -5,6 +5,7 @@ import pytest
 
 from lengen import paths
 from lengen.config import Config, load_config, parse_config, read_params, use_profile
+from lengen.system import model_config
 from lengen.train import run_spec
 
 
@@ -48,47 +49,74 @@ def mutate(fn, profile="smoke"):
     return r
 
 
-@pytest.mark.parametrize("change, match", [
-    (lambda r: r["train"].update(setps=10), r"train: unknown key\(s\) \['setps'\]"),
-    (lambda r: r.update(trian={}), r"unknown section\(s\) \['trian'\]"),
-    (lambda r: r["train"].pop("lr"), r"train: missing key\(s\) \['lr'\]"),
-    (lambda r: r["train"].update(steps="many"), r"train.steps: must be int"),
-    (lambda r: r["train"].update(steps=1.5), r"train.steps: must be int"),
-    (lambda r: r["train"].update(lr=-1.0), r"train.lr: must be > 0"),
-    (lambda r: r["train"].update(precision="fp8"), r"train.precision: 'fp8' is not one of"),
-    (lambda r: r["model"].update(n_head=3), r"n_head=3 does not divide d_model=32"),
-    (lambda r: r["groups"]["add_alone"]["main"].update(bogus=3), r"needs exactly one task"),
-    (lambda r: r["groups"]["add_alone"].update(main={"bogus": 3}), r"unknown task 'bogus'; known tasks: .*reverse_add"),
-    (lambda r: r["groups"]["add_alone"].update(main={}), r"needs exactly one task, got none"),
-    (lambda r: r["groups"]["add_alone"].update(main={"reverse_add": 0}), r"length 0 is out of range; allowed 1"),
-    (lambda r: r["groups"]["add_alone"].update(main={"dfs_trace": 65}, eval_max=65),
-     r"length 65 is out of range; allowed 2..64"),
-    (lambda r: r["experiment"].update(groups=[]), r"params: experiment: groups: must not be empty"),
-    (lambda r: r["ablation"].update(groups=[]), r"params: ablation: groups: must not be empty"),
-    (lambda r: r["ablation"].update(pos_encodings=["alibi"]), r"params: ablation: pos_encodings: 'alibi'"),
-    (lambda r: r["experiment"].update(groups=["nope"]), r"unknown group 'nope'"),
-    (lambda r: r["experiment"].update(pos_encodings=["alibi"]), r"'alibi' is not one of"),
-    (lambda r: r["model"].update(max_seq_len=20), r"model.max_seq_len: 20 is too short for group"),
-    (lambda r: r["data"].update(holdout_modulus=1), r"holdout_modulus: must be >= 2"),
-    (lambda r: r["train"].update(length_buckets=0), r"train.length_buckets: must be > 0"),
-    (lambda r: r["train"].update(length_buckets=10**6), r"train.length_buckets: 1000000 chunks of a per-device batch"),
-    (lambda r: r["groups"]["arith_carry"].update(baseline="nope"),
-     r"groups.arith_carry.baseline: unknown group 'nope'"),
-    (lambda r: r["groups"]["add_alone"].update(model={"inti": "gpt2"}),
-     r"groups.add_alone.model: unknown key\(s\) \['inti'\]"),
-    (lambda r: r["groups"]["add_alone"].update(model={"d_model": "wide"}),
-     r"groups.add_alone.model.d_model: must be int"),
-    (lambda r: [r["groups"][g].update(model={"max_seq_len": 20}) for g in ("arith_carry", "add_alone")],
-     r"model.max_seq_len: 20 is too short for group 'arith_carry'"),
-    (lambda r: r["groups"]["arith_carry"].update(model={"init": "gpt2"}),
-     r"groups.arith_carry.model: .* differs from its baseline 'add_alone'"),
-    (lambda r: r["groups"]["add_alone"].update(train={"deacy_frac": 0.5}),
-     r"groups.add_alone.train: unknown key\(s\) \['deacy_frac'\]"),
-    (lambda r: [r["groups"][g].update(train={"decay_frac": 0.95}) for g in ("arith_carry", "add_alone")],
-     r"train.decay_frac: warmup_frac \+ decay_frac = .* > 1"),
-    (lambda r: r["groups"]["arith_carry"].update(train={"decay_frac": 0.5}),
-     r"groups.arith_carry.train: .* differs from its baseline 'add_alone'"),
-])
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda r: r["train"].update(setps=10), r"train: unknown key\(s\) \['setps'\]"),
+        (lambda r: r.update(trian={}), r"unknown section\(s\) \['trian'\]"),
+        (lambda r: r["train"].pop("lr"), r"train: missing key\(s\) \['lr'\]"),
+        (lambda r: r["train"].update(steps="many"), r"train.steps: must be int"),
+        (lambda r: r["train"].update(steps=1.5), r"train.steps: must be int"),
+        (lambda r: r["train"].update(lr=-1.0), r"train.lr: must be > 0"),
+        (lambda r: r["train"].update(precision="fp8"), r"train.precision: 'fp8' is not one of"),
+        (lambda r: r["model"].update(n_head=3), r"n_head=3 does not divide d_model=32"),
+        (lambda r: r["groups"]["add_alone"]["main"].update(bogus=3), r"needs exactly one task"),
+        (
+            lambda r: r["groups"]["add_alone"].update(main={"bogus": 3}),
+            r"unknown task 'bogus'; known tasks: .*reverse_add",
+        ),
+        (lambda r: r["groups"]["add_alone"].update(main={}), r"needs exactly one task, got none"),
+        (lambda r: r["groups"]["add_alone"].update(main={"reverse_add": 0}), r"length 0 is out of range; allowed 1"),
+        (
+            lambda r: r["groups"]["add_alone"].update(main={"dfs_trace": 65}, eval_max=65),
+            r"length 65 is out of range; allowed 2..64",
+        ),
+        (lambda r: r["experiment"].update(groups=[]), r"params: experiment: groups: must not be empty"),
+        (lambda r: r["ablation"].update(groups=[]), r"params: ablation: groups: must not be empty"),
+        (lambda r: r["ablation"].update(pos_encodings=["alibi"]), r"params: ablation: pos_encodings: 'alibi'"),
+        (lambda r: r["experiment"].update(groups=["nope"]), r"unknown group 'nope'"),
+        (lambda r: r["experiment"].update(pos_encodings=["alibi"]), r"'alibi' is not one of"),
+        (lambda r: r["model"].update(max_seq_len=20), r"model.max_seq_len: 20 is too short for group"),
+        (lambda r: r["data"].update(holdout_modulus=1), r"holdout_modulus: must be >= 2"),
+        (lambda r: r["train"].update(length_buckets=0), r"train.length_buckets: must be > 0"),
+        (
+            lambda r: r["train"].update(length_buckets=10**6),
+            r"train.length_buckets: 1000000 chunks of a per-device batch",
+        ),
+        (
+            lambda r: r["groups"]["arith_carry"].update(baseline="nope"),
+            r"groups.arith_carry.baseline: unknown group 'nope'",
+        ),
+        (
+            lambda r: r["groups"]["add_alone"].update(model={"inti": "gpt2"}),
+            r"groups.add_alone.model: unknown key\(s\) \['inti'\]",
+        ),
+        (
+            lambda r: r["groups"]["add_alone"].update(model={"d_model": "wide"}),
+            r"groups.add_alone.model.d_model: must be int",
+        ),
+        (
+            lambda r: [r["groups"][g].update(model={"max_seq_len": 20}) for g in ("arith_carry", "add_alone")],
+            r"model.max_seq_len: 20 is too short for group 'arith_carry'",
+        ),
+        (
+            lambda r: r["groups"]["arith_carry"].update(model={"init": "gpt2"}),
+            r"groups.arith_carry.model: .* differs from its baseline 'add_alone'",
+        ),
+        (
+            lambda r: r["groups"]["add_alone"].update(train={"deacy_frac": 0.5}),
+            r"groups.add_alone.train: unknown key\(s\) \['deacy_frac'\]",
+        ),
+        (
+            lambda r: [r["groups"][g].update(train={"decay_frac": 0.95}) for g in ("arith_carry", "add_alone")],
+            r"train.decay_frac: warmup_frac \+ decay_frac = .* > 1",
+        ),
+        (
+            lambda r: r["groups"]["arith_carry"].update(train={"decay_frac": 0.5}),
+            r"groups.arith_carry.train: .* differs from its baseline 'add_alone'",
+        ),
+    ],
+)
 def test_bad_params_fail_naming_the_key(change, match):
     with pytest.raises(ValueError, match=match):
         parse_config(mutate(change))
@@ -101,8 +129,11 @@ def test_frozen_and_derived(smoke_cfg):
     assert t.warmup_steps == round(t.warmup_frac * t.steps)
     g = smoke_cfg.groups["arith_carry"]
     assert g.main_task == "reverse_add" and g.transfer_max == max(g.aux.values())
-    assert [g.length_range(l) for l in (g.main_max, g.main_max + 1, g.transfer_max + 1)] == \
-        ["in-distribution", "transfer", "beyond"]
+    assert [g.length_range(l) for l in (g.main_max, g.main_max + 1, g.transfer_max + 1)] == [
+        "in-distribution",
+        "transfer",
+        "beyond",
+    ]
     assert smoke_cfg.groups["add_alone"].transfer_max == 2 * g.main_max
 
 
@@ -131,14 +162,17 @@ def test_grid_cells_are_groups_of_the_template():
     assert run.group.eval_max == g.eval_max and run.group.baseline is None
 
 
-@pytest.mark.parametrize("change, match", [
-    (lambda r: r["grid"].update(group="nope"), r"grid.group: unknown group 'nope'"),
-    (lambda r: r["grid"].update(group="add_alone"), r"grid.group: the template group needs auxiliaries"),
-    (lambda r: r["grid"].update(main_lengths=[]), r"grid.main_lengths: must not be empty"),
-    (lambda r: r["grid"].update(aux_lengths=[0]), r"grid.aux_lengths"),
-    (lambda r: r["grid"].update(eval_max=500), r"model.max_seq_len: .* group 'grid_m3_a6'"),
-    (lambda r: r["grid"].update(colour="red"), r"grid: unknown key\(s\) \['colour'\]"),
-])
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda r: r["grid"].update(group="nope"), r"grid.group: unknown group 'nope'"),
+        (lambda r: r["grid"].update(group="add_alone"), r"grid.group: the template group needs auxiliaries"),
+        (lambda r: r["grid"].update(main_lengths=[]), r"grid.main_lengths: must not be empty"),
+        (lambda r: r["grid"].update(aux_lengths=[0]), r"grid.aux_lengths"),
+        (lambda r: r["grid"].update(eval_max=500), r"model.max_seq_len: .* group 'grid_m3_a6'"),
+        (lambda r: r["grid"].update(colour="red"), r"grid: unknown key\(s\) \['colour'\]"),
+    ],
+)
 def test_grid_errors_name_the_problem(change, match):
     with pytest.raises(ValueError, match=match):
         parse_config(mutate(change))
@@ -155,12 +189,17 @@ def test_profile_without_grid_has_no_grid_runs():
     assert parse_config(r).grid_runs() == []
 
 
-@pytest.mark.parametrize("change, match", [
-    (lambda r: r["ablation"].update(groups=["caprevv"]), r"ablation.groups: unknown group 'caprevv'"),
-    (lambda r: r["ablation"].update(pos_encodings=["rope"]),
-     r"ablation: run\(s\) \['arith_carry-rope-s0'\] are already"),
-    (lambda r: r["ablation"].update(pos_encodings=["alibi"]), r"'alibi' is not one of"),
-])
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda r: r["ablation"].update(groups=["caprevv"]), r"ablation.groups: unknown group 'caprevv'"),
+        (
+            lambda r: r["ablation"].update(pos_encodings=["rope"]),
+            r"ablation: run\(s\) \['arith_carry-rope-s0'\] are already",
+        ),
+        (lambda r: r["ablation"].update(pos_encodings=["alibi"]), r"'alibi' is not one of"),
+    ],
+)
 def test_ablation_errors_name_the_problem(change, match):
     with pytest.raises(ValueError, match=match):
         parse_config(mutate(change))
@@ -180,7 +219,7 @@ def test_group_model_overrides_reach_only_that_groups_runs():
     cfg = parse_config(r)
     run = cfg.run("arith_carry", "rope", 0)
     assert run.model.init == "gpt2" and run.model.d_model == 64
-    assert run.model_config().init == "gpt2" and run.model_config().d_model == 64
+    assert model_config(run).init == "gpt2" and model_config(run).d_model == 64
     assert run.model.n_layer == cfg.model.n_layer  # the rest comes from the shared section
     assert cfg.model.init == raw("smoke")["model"].get("init", "fan_in")  # the shared section is untouched
     plain = parse_config(raw("smoke")).run("arith_carry", "rope", 0)

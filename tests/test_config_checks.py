@@ -1,4 +1,5 @@
 """``python -m lengen.config check``: every section typed, the rejections, YAML as DVC reads it, no torch."""
+
 import copy
 import json
 import subprocess
@@ -23,85 +24,122 @@ def mutate(fn, profile="smoke"):
 
 
 def test_import_and_check_do_not_import_torch():
-    code = ("import sys, lengen.config\n"
-            "from lengen.config.cli import main\n"
-            "assert main(['check']) == 0\n"
-            "heavy = [m for m in ('torch', 'lightning', 'pandas') if m in sys.modules]\n"
-            "assert not heavy, heavy\n")
+    code = (
+        "import sys, lengen.config\n"
+        "from lengen.config.cli import main\n"
+        "assert main(['check']) == 0\n"
+        "heavy = [m for m in ('torch', 'lightning', 'pandas') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=paths.PROJ_ROOT, check=False)
     assert out.returncode == 0, out.stderr
 
 
 # A misspelt key in every section (and in the nested mappings) fails, naming it.
-@pytest.mark.parametrize("change, match", [
-    (lambda r: r.update(profiel="x"), r"<top level>: unknown section\(s\) \['profiel'\]"),
-    (lambda r: r.update(figures={}), r"<top level>: unknown section\(s\) \['figures'\]"),
-    (lambda r: r["data"].update(sede=1), r"params: data: unknown key\(s\) \['sede'\]"),
-    (lambda r: r["model"].update(n_layers=1), r"params: model: unknown key\(s\) \['n_layers'\]"),
-    (lambda r: r["train"].update(setps=1), r"params: train: unknown key\(s\) \['setps'\]"),
-    (lambda r: r["groups"]["arith_carry"].update(axu={}), r"params: groups.arith_carry: unknown key\(s\) \['axu'\]"),
-    (lambda r: r["experiment"].update(seed=[0]), r"params: experiment: unknown key\(s\) \['seed'\]"),
-    (lambda r: r["ablation"].update(group=[]), r"params: ablation: unknown key\(s\) \['group'\]"),
-    (lambda r: r["grid"].update(main_length=[]), r"params: grid: unknown key\(s\) \['main_length'\]"),
-    (lambda r: r["heads"].update(topk=2), r"params: heads: unknown key\(s\) \['topk'\]"),
-    (lambda r: r["pretrained"].update(lr_typo=1.0), r"params: pretrained: unknown key\(s\) \['lr_typo'\]"),
-    (lambda r: r["pretrained"]["groups"]["add_alone"].update(evalmax=4),
-     r"params: pretrained.groups.add_alone: unknown key\(s\) \['evalmax'\]"),
-    (lambda r: r["pretrained"]["claims"].update(relatd="x"),
-     r"params: pretrained.claims: unknown key\(s\) \['relatd'\]"),
-    (lambda r: r["formal"].update(bin=[]), r"params: formal: unknown key\(s\) \['bin'\]"),
-    (lambda r: r["formal"]["grid"].update(n_layers=[1]), r"params: formal.grid: unknown key\(s\) \['n_layers'\]"),
-    (lambda r: r["formal"]["train"].update(stesp=1), r"params: formal.train: unknown key\(s\) \['stesp'\]"),
-])
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda r: r.update(profiel="x"), r"<top level>: unknown section\(s\) \['profiel'\]"),
+        (lambda r: r.update(figures={}), r"<top level>: unknown section\(s\) \['figures'\]"),
+        (lambda r: r["data"].update(sede=1), r"params: data: unknown key\(s\) \['sede'\]"),
+        (lambda r: r["model"].update(n_layers=1), r"params: model: unknown key\(s\) \['n_layers'\]"),
+        (lambda r: r["train"].update(setps=1), r"params: train: unknown key\(s\) \['setps'\]"),
+        (
+            lambda r: r["groups"]["arith_carry"].update(axu={}),
+            r"params: groups.arith_carry: unknown key\(s\) \['axu'\]",
+        ),
+        (lambda r: r["experiment"].update(seed=[0]), r"params: experiment: unknown key\(s\) \['seed'\]"),
+        (lambda r: r["ablation"].update(group=[]), r"params: ablation: unknown key\(s\) \['group'\]"),
+        (lambda r: r["grid"].update(main_length=[]), r"params: grid: unknown key\(s\) \['main_length'\]"),
+        (lambda r: r["heads"].update(topk=2), r"params: heads: unknown key\(s\) \['topk'\]"),
+        (lambda r: r["pretrained"].update(lr_typo=1.0), r"params: pretrained: unknown key\(s\) \['lr_typo'\]"),
+        (
+            lambda r: r["pretrained"]["groups"]["add_alone"].update(evalmax=4),
+            r"params: pretrained.groups.add_alone: unknown key\(s\) \['evalmax'\]",
+        ),
+        (
+            lambda r: r["pretrained"]["claims"].update(relatd="x"),
+            r"params: pretrained.claims: unknown key\(s\) \['relatd'\]",
+        ),
+        (lambda r: r["formal"].update(bin=[]), r"params: formal: unknown key\(s\) \['bin'\]"),
+        (lambda r: r["formal"]["grid"].update(n_layers=[1]), r"params: formal.grid: unknown key\(s\) \['n_layers'\]"),
+        (lambda r: r["formal"]["train"].update(stesp=1), r"params: formal.train: unknown key\(s\) \['stesp'\]"),
+    ],
+)
 def test_misspelt_key_in_any_section_is_named(change, match):
     with pytest.raises(ValueError, match=match):
         parse_config(mutate(change))
 
 
-@pytest.mark.parametrize("change, match", [
-    # an auxiliary trained no longer than the main task (equal, or shorter)
-    (lambda r: r["groups"]["arith_carry"]["aux"].update(no_carry=3),
-     r"params: groups.arith_carry.aux: auxiliary \{'no_carry': 3\} not trained longer than the main task "
-     r"'reverse_add' \(3\)"),
-    (lambda r: r["groups"]["caprev"]["aux"].update(reverse=2), r"groups.caprev.aux: auxiliary \{.reverse.: 2\}"),
-    (lambda r: r["pretrained"]["groups"]["add_carry"]["aux"].update(no_carry=2),
-     r"params: pretrained.groups.add_carry.aux: auxiliary \{'no_carry': 2\}"),
-    # duplicates
-    (lambda r: r["experiment"].update(seeds=[0, 0]), r"params: experiment: seeds: lists \[0\] more than once"),
-    (lambda r: r["ablation"].update(seeds=[1, 0, 1]), r"params: ablation: seeds: lists \[1\] more than once"),
-    (lambda r: r["grid"].update(seeds=[0, 0]), r"params: grid.seeds: lists \[0\] more than once"),
-    (lambda r: r["experiment"].update(groups=["arith_carry", "arith_carry"]),
-     r"params: experiment: groups: lists \['arith_carry'\] more than once"),
-    (lambda r: r["ablation"].update(groups=["add_alone", "add_alone"]),
-     r"params: ablation: groups: lists \['add_alone'\]"),
-    (lambda r: r["experiment"].update(pos_encodings=["rope", "rope"]), r"experiment: pos_encodings: lists \['rope'\]"),
-    (lambda r: r["grid"].update(aux_lengths=[6, 6]), r"params: grid.aux_lengths: lists \[6\]"),
-    (lambda r: r["formal"].update(languages=["D-2", "D-2"]), r"params: formal.languages: lists \['D-2'\]"),
-    (lambda r: r["heads"]["groups"].update(arithmetic=["arith_carry", "arith_carry"]),
-     r"params: heads.groups.arithmetic: lists \['arith_carry'\]"),
-    (lambda r: r["pretrained"]["runs"].update(add_alone=["pretrained", "scratch", "scratch"]),
-     r"params: pretrained.runs.add_alone: lists \['scratch'\]"),
-    # negative seeds
-    (lambda r: r["experiment"].update(seeds=[0, -1]), r"params: experiment: seeds: seeds must be >= 0, got \[-1\]"),
-    (lambda r: r["ablation"].update(seeds=[-2]), r"params: ablation: seeds: seeds must be >= 0"),
-    (lambda r: r["grid"].update(seeds=[-1]), r"params: grid.seeds: seeds must be >= 0"),
-    (lambda r: r["data"].update(seed=-1), r"params: data.seed: must be >= 0, got -1"),
-    (lambda r: r["heads"].update(seed=-1), r"params: heads.seed: must be >= 0"),
-    (lambda r: r["pretrained"].update(seed=-1), r"params: pretrained.seed: must be >= 0"),
-    (lambda r: r["formal"].update(data_seed=-1), r"params: formal.data_seed: must be >= 0"),
-    # a scalar where DVC expects a matrix list
-    (lambda r: r["experiment"].update(seeds=0),
-     r"params: experiment.seeds: must be a list, got 0 \(one value is written \[0\]\)"),
-    (lambda r: r["ablation"].update(groups="add_alone"), r"params: ablation.groups: must be a list, got 'add_alone'"),
-    (lambda r: r["grid"].update(seeds=3), r"params: grid.seeds: must be a list"),
-    # the analysis sections are checked with the rest
-    (lambda r: r["heads"]["groups"].update(arithmetic=["add_alone"]),
-     r"params: heads.groups: 'add_alone' has no auxiliary"),
-    (lambda r: r["heads"].update(n_examples=1), r"params: heads.n_examples: must be >= 2"),
-    (lambda r: r["pretrained"].update(model="gpt2"), r"params: pretrained.model: 'gpt2' is not one of"),
-    (lambda r: r["formal"].update(algorithmic=["bogus"]), r"params: formal.algorithmic: unknown task 'bogus'"),
-    (lambda r: r["formal"]["train"].update(steps=0), r"params: formal.train.steps: must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        # an auxiliary trained no longer than the main task (equal, or shorter)
+        (
+            lambda r: r["groups"]["arith_carry"]["aux"].update(no_carry=3),
+            r"params: groups.arith_carry.aux: auxiliary \{'no_carry': 3\} not trained longer than the main task "
+            r"'reverse_add' \(3\)",
+        ),
+        (lambda r: r["groups"]["caprev"]["aux"].update(reverse=2), r"groups.caprev.aux: auxiliary \{.reverse.: 2\}"),
+        (
+            lambda r: r["pretrained"]["groups"]["add_carry"]["aux"].update(no_carry=2),
+            r"params: pretrained.groups.add_carry.aux: auxiliary \{'no_carry': 2\}",
+        ),
+        # duplicates
+        (lambda r: r["experiment"].update(seeds=[0, 0]), r"params: experiment: seeds: lists \[0\] more than once"),
+        (lambda r: r["ablation"].update(seeds=[1, 0, 1]), r"params: ablation: seeds: lists \[1\] more than once"),
+        (lambda r: r["grid"].update(seeds=[0, 0]), r"params: grid.seeds: lists \[0\] more than once"),
+        (
+            lambda r: r["experiment"].update(groups=["arith_carry", "arith_carry"]),
+            r"params: experiment: groups: lists \['arith_carry'\] more than once",
+        ),
+        (
+            lambda r: r["ablation"].update(groups=["add_alone", "add_alone"]),
+            r"params: ablation: groups: lists \['add_alone'\]",
+        ),
+        (
+            lambda r: r["experiment"].update(pos_encodings=["rope", "rope"]),
+            r"experiment: pos_encodings: lists \['rope'\]",
+        ),
+        (lambda r: r["grid"].update(aux_lengths=[6, 6]), r"params: grid.aux_lengths: lists \[6\]"),
+        (lambda r: r["formal"].update(languages=["D-2", "D-2"]), r"params: formal.languages: lists \['D-2'\]"),
+        (
+            lambda r: r["heads"]["groups"].update(arithmetic=["arith_carry", "arith_carry"]),
+            r"params: heads.groups.arithmetic: lists \['arith_carry'\]",
+        ),
+        (
+            lambda r: r["pretrained"]["runs"].update(add_alone=["pretrained", "scratch", "scratch"]),
+            r"params: pretrained.runs.add_alone: lists \['scratch'\]",
+        ),
+        # negative seeds
+        (lambda r: r["experiment"].update(seeds=[0, -1]), r"params: experiment: seeds: seeds must be >= 0, got \[-1\]"),
+        (lambda r: r["ablation"].update(seeds=[-2]), r"params: ablation: seeds: seeds must be >= 0"),
+        (lambda r: r["grid"].update(seeds=[-1]), r"params: grid.seeds: seeds must be >= 0"),
+        (lambda r: r["data"].update(seed=-1), r"params: data.seed: must be >= 0, got -1"),
+        (lambda r: r["heads"].update(seed=-1), r"params: heads.seed: must be >= 0"),
+        (lambda r: r["pretrained"].update(seed=-1), r"params: pretrained.seed: must be >= 0"),
+        (lambda r: r["formal"].update(data_seed=-1), r"params: formal.data_seed: must be >= 0"),
+        # a scalar where DVC expects a matrix list
+        (
+            lambda r: r["experiment"].update(seeds=0),
+            r"params: experiment.seeds: must be a list, got 0 \(one value is written \[0\]\)",
+        ),
+        (
+            lambda r: r["ablation"].update(groups="add_alone"),
+            r"params: ablation.groups: must be a list, got 'add_alone'",
+        ),
+        (lambda r: r["grid"].update(seeds=3), r"params: grid.seeds: must be a list"),
+        # the analysis sections are checked with the rest
+        (
+            lambda r: r["heads"]["groups"].update(arithmetic=["add_alone"]),
+            r"params: heads.groups: 'add_alone' has no auxiliary",
+        ),
+        (lambda r: r["heads"].update(n_examples=1), r"params: heads.n_examples: must be >= 2"),
+        (lambda r: r["pretrained"].update(model="gpt2"), r"params: pretrained.model: 'gpt2' is not one of"),
+        (lambda r: r["formal"].update(algorithmic=["bogus"]), r"params: formal.algorithmic: unknown task 'bogus'"),
+        (lambda r: r["formal"]["train"].update(steps=0), r"params: formal.train.steps: must be >= 1"),
+    ],
+)
 def test_rejections_name_the_key(change, match):
     with pytest.raises(ValueError, match=match):
         parse_config(mutate(change))

@@ -1,4 +1,5 @@
 """``python -m lengen.config use PROFILE``: copies a profile over params.yaml, never over edits unless forced."""
+
 import shutil
 
 import pytest

@@ -3,6 +3,7 @@
 lengen.config keeps its own copies of a few vocabularies so that it never imports torch; these tests
 import the torch modules and check the copies, and that the stage loaders read the same section.
 """
+
 import dataclasses
 
 from lengen import config, paths
@@ -40,10 +41,6 @@ def test_stage_loaders_read_the_typed_sections():
     for profile in ("smoke", "cpu", "paper"):
         cfg = load_config(paths.PROFILES_DIR / f"{profile}.yaml")
         assert load_formal(cfg) is cfg.formal
-        # the stage modules' own classes (until they import these) have the same fields and values
-        assert fields(heads.HeadsConfig) == fields(config.HeadsConfig)
-        assert dataclasses.asdict(heads.heads_config(cfg)) == dataclasses.asdict(cfg.heads)
-        if hasattr(finetune, "PretrainedParams"):
-            assert fields(finetune.PretrainedParams) == fields(config.PretrainedParams)
-            assert fields(finetune.Claims) == fields(config.Claims)
-        assert dataclasses.asdict(finetune.load_params(cfg)) == dataclasses.asdict(cfg.pretrained)
+        # the stages read the sections lengen.config typed and checked, not raw copies of their own
+        assert heads.heads_config(cfg) is cfg.heads
+        assert finetune.load_params(cfg) is cfg.pretrained

@@ -1,5 +1,6 @@
 """The C-RASP interpreter, and every program of lengen.formal.programs checked against its task's own
 generator on thousands of random inputs, up to sequences of 500+ tokens."""
+
 import random
 
 import numpy as np

@@ -33,8 +33,10 @@ class CountSteps(L.Callback):
 
 
 def run_twice(run, tmp_path, **kw):
-    return [train_run(run, runs_root=tmp_path / "runs", reports_dir=tmp_path / "rep", progress=False, **kw)
-            for _ in range(2)]
+    return [
+        train_run(run, runs_root=tmp_path / "runs", reports_dir=tmp_path / "rep", progress=False, **kw)
+        for _ in range(2)
+    ]
 
 
 KILL_SCRIPT = textwrap.dedent("""
@@ -63,8 +65,12 @@ def test_killed_run_resumes_to_identical_records(tmp_path, smoke_cfg):
     kill_at = run.train.eval_every + 5  # after the first kept checkpoint, before the end
     script = tmp_path / "kill.py"
     script.write_text(KILL_SCRIPT)
-    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "k"), str(kill_at)],
-                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "k"), str(kill_at)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert proc.returncode == -9, proc.stderr[-2000:]
     run_dir = run_spec(run, tmp_path / "k/runs").run_dir
     assert (run_dir / "checkpoints/last.ckpt").exists()
@@ -89,8 +95,9 @@ def test_a_finished_run_is_read_back_without_training(tmp_path, smoke_cfg):
     run = smoke_run(smoke_cfg)
     first = train_run(run, runs_root=tmp_path / "runs", reports_dir=tmp_path / "rep", progress=False)
     counter = CountSteps()
-    second = train_run(run, runs_root=tmp_path / "runs", reports_dir=tmp_path / "rep2", progress=False,
-                       callbacks=[counter])
+    second = train_run(
+        run, runs_root=tmp_path / "runs", reports_dir=tmp_path / "rep2", progress=False, callbacks=[counter]
+    )
     assert not first.read_back and second.read_back and counter.steps == 0
     pd.testing.assert_frame_equal(first.records, second.records, check_dtype=False)
     # The stage's outputs are written again from the stored records, identically.
@@ -122,8 +129,7 @@ def test_the_real_code_is_in_the_fingerprint(smoke_cfg):
     from lengen.sources import import_closure
 
     closure = import_closure(*train.CODE)
-    for module in ("lengen/model.py", "lengen/system.py", "lengen/engine.py", "lengen/data.py",
-                   "lengen/evaluate.py"):
+    for module in ("lengen/model.py", "lengen/system.py", "lengen/engine.py", "lengen/data.py", "lengen/evaluate.py"):
         assert module in closure
     assert any(f.startswith("lengen/tasks/") for f in closure)
     assert run_spec(run).fingerprint != run_spec(smoke_run(smoke_cfg, lr=0.5)).fingerprint
@@ -134,8 +140,11 @@ def test_switching_profile_loses_nothing(tmp_path, smoke_cfg):
     cpu = load_config(PROFILES_DIR / "cpu.yaml")
     a = smoke_run(smoke_cfg, steps=10, eval_every=10)
     b = cpu.run("arith_carry", "ape", 0)  # the same run id in another profile
-    b = dataclasses.replace(b, train=dataclasses.replace(b.train, steps=10, eval_every=10, threads=1),
-                            data=dataclasses.replace(b.data, n_eval=4, n_eval_during_training=4))
+    b = dataclasses.replace(
+        b,
+        train=dataclasses.replace(b.train, steps=10, eval_every=10, threads=1),
+        data=dataclasses.replace(b.data, n_eval=4, n_eval_during_training=4),
+    )
     assert a.run_id == b.run_id
     ra = train_run(a, runs_root=tmp_path / "runs", reports_dir=tmp_path / "rep", progress=False)
     rb = train_run(b, runs_root=tmp_path / "runs", reports_dir=tmp_path / "rep", progress=False)
@@ -152,12 +161,12 @@ def test_damaged_checkpoints_are_named(tmp_path, smoke_cfg):
     kept = res.run_dir / "checkpoints/step=000010.ckpt"
     load_system(kept)  # whole: loads
     kept.write_bytes(kept.read_bytes()[:1000])
-    with pytest.raises(CheckpointError, match="step=000010.ckpt"):
+    with pytest.raises(CheckpointError, match=r"step=000010\.ckpt"):
         load_system(kept)
     # A damaged last.ckpt of an unfinished run stops the run with its path instead of an OSError.
     unfinished = smoke_run(smoke_cfg, steps=20, eval_every=10)
     last = run_spec(unfinished, tmp_path / "runs").run_dir / "checkpoints/last.ckpt"
     last.parent.mkdir(parents=True)
     last.write_bytes(b"PK\x03\x04 truncated")
-    with pytest.raises(CheckpointError, match="last.ckpt"):
+    with pytest.raises(CheckpointError, match=r"last\.ckpt"):
         train_run(unfinished, runs_root=tmp_path / "runs", reports_dir=tmp_path / "rep", progress=False)

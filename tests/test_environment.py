@@ -1,4 +1,5 @@
 """The Makefile's pins (requirements.txt) and environment.yml must agree."""
+
 import re
 
 import yaml

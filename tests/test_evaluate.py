@@ -1,4 +1,5 @@
 """Scoring: teacher-forced and greedy exact match agree, tidy records, accuracy per answer position."""
+
 import numpy as np
 import pytest
 import torch
@@ -16,8 +17,9 @@ def toy_model():
     """A small model trained briefly on copy (lengths ≤ 4): right on some examples, wrong on others."""
     torch.manual_seed(0)
     group = GroupConfig(main={"copy": 4}, aux={}, eval_max=8)
-    model = Transformer(ModelConfig(vocab_size=len(default_tokenizer()), n_layer=2, n_head=2, d_model=64,
-                                    d_mlp=128, max_seq_len=32))
+    model = Transformer(
+        ModelConfig(vocab_size=len(default_tokenizer()), n_layer=2, n_head=2, d_model=64, d_mlp=128, max_seq_len=32)
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     stream = TrainStream(group, 32, seed=0, modulus=10)
     for k in range(250):
@@ -46,8 +48,10 @@ def test_score_sets_records(toy_model):
     model, group = toy_model
     sets = {("copy", l): make_eval_set("copy", l, 16, 0, 10) for l in (2, 6)}
     rows = score_sets(model, sets, run_id="r", group_name="g", group=group, step=7, seed=3, pos_encoding="rope")
-    assert [(r["length"], r["in_distribution"], r["role"], r["n"], r["step"]) for r in rows] == \
-        [(2, True, "main", 16, 7), (6, False, "main", 16, 7)]
+    assert [(r["length"], r["in_distribution"], r["role"], r["n"], r["step"]) for r in rows] == [
+        (2, True, "main", 16, 7),
+        (6, False, "main", 16, 7),
+    ]
     assert all(0 <= r["exact_match"] <= r["token_accuracy"] <= 1 for r in rows)
 
 

@@ -1,6 +1,7 @@
 """The 8 algorithmic generators and the 17 languages, checked by independent implementations
 (Counter / int / sorted for the tasks; regular expressions with partial matching, or direct predicates
 plus brute-force completion, for the languages); and the batches built from them."""
+
 import itertools
 import random
 from collections import Counter
@@ -26,8 +27,11 @@ def check_answer(name: str, inp: tuple, ans: tuple) -> bool:
         return (not rest or rest[0][1] < k) and ans == (top,)
     if name == "bin_majority_interleave":
         streams = [inp[r::3] for r in range(3)]
-        return len(inp) % 3 == 0 and ans == tuple("1" if s.count("1") > s.count("0") else "0" for s in streams) \
+        return (
+            len(inp) % 3 == 0
+            and ans == tuple("1" if s.count("1") > s.count("0") else "0" for s in streams)
             and all(s.count("1") != s.count("0") for s in streams)
+        )
     if name == "unique_copy":
         return len(set(inp)) == len(inp) and ans == inp
     if name == "repeat_copy":
@@ -38,8 +42,13 @@ def check_answer(name: str, inp: tuple, ans: tuple) -> bool:
         return ans == ("e" if inp.count("1") % 2 == 0 else "o",)
     if name == "addition":
         a, b = "".join(inp[:-1]).split("+")
-        return inp[-1] == "=" and (a == "0" or a[0] == "1") and (b == "0" or b[0] == "1") and \
-            int("".join(ans), 2) == int(a, 2) + int(b, 2) and (ans == ("0",) or ans[0] == "1")
+        return (
+            inp[-1] == "="
+            and (a == "0" or a[0] == "1")
+            and (b == "0" or b[0] == "1")
+            and int("".join(ans), 2) == int(a, 2) + int(b, 2)
+            and (ans == ("0",) or ans[0] == "1")
+        )
     raise KeyError(name)
 
 
@@ -83,18 +92,28 @@ def dyck(n: int) -> str:
 
 
 REGEX = {
-    "D-2": dyck(2), "D-3": dyck(3), "D-4": dyck(4), "D-12": dyck(12),
-    "Tomita-1": "1*", "Tomita-2": "(?:10)*", "Tomita-4": "(?:0{0,2}1)*0{0,2}",
-    "Tomita-5": "(?:00|11|(?:01|10)(?:00|11)*(?:01|10))*", "Tomita-7": "0*1*0*1*",
-    "aa*bb*cc*dd*ee*": "a+b+c+d+e+", "{a,b}*d{b,c}*": "[ab]*d[bc]*",
-    "(aa)*": "(?:aa)*", "(aaaa)*": "(?:aaaa)*", "(abab)*": "(?:abab)*", "{0,1,2}*02*": "[012]*02*",
+    "D-2": dyck(2),
+    "D-3": dyck(3),
+    "D-4": dyck(4),
+    "D-12": dyck(12),
+    "Tomita-1": "1*",
+    "Tomita-2": "(?:10)*",
+    "Tomita-4": "(?:0{0,2}1)*0{0,2}",
+    "Tomita-5": "(?:00|11|(?:01|10)(?:00|11)*(?:01|10))*",
+    "Tomita-7": "0*1*0*1*",
+    "aa*bb*cc*dd*ee*": "a+b+c+d+e+",
+    "{a,b}*d{b,c}*": "[ab]*d[bc]*",
+    "(aa)*": "(?:aa)*",
+    "(aaaa)*": "(?:aaaa)*",
+    "(abab)*": "(?:abab)*",
+    "{0,1,2}*02*": "[012]*02*",
 }
 
 
 def tomita3(w: str) -> bool:
     """No odd-length run of 1s immediately followed by an odd-length run of 0s (maximal runs)."""
     runs = [(ch, len(list(g))) for ch, g in itertools.groupby(w)]
-    return not any(a[0] == "1" and a[1] % 2 and b[0] == "0" and b[1] % 2 for a, b in zip(runs, runs[1:]))
+    return not any(a[0] == "1" and a[1] % 2 and b[0] == "0" and b[1] % 2 for a, b in itertools.pairwise(runs))
 
 
 PREDICATE = {"Tomita-3": tomita3, "Tomita-6": lambda w: (w.count("0") - w.count("1")) % 3 == 0}
@@ -106,8 +125,11 @@ def legal_next_independent(name: str, alphabet, prefix: str) -> frozenset:
         legal = {c for c in alphabet if regex.fullmatch(pat, prefix + c, partial=True)}
         return frozenset(legal | ({"<eos>"} if regex.fullmatch(pat, prefix) else set()))
     member = PREDICATE[name]  # every prefix of these can be completed within 2 symbols
-    legal = {c for c in alphabet if any(member(prefix + c + "".join(w)) for k in range(3)
-                                        for w in itertools.product(alphabet, repeat=k))}
+    legal = {
+        c
+        for c in alphabet
+        if any(member(prefix + c + "".join(w)) for k in range(3) for w in itertools.product(alphabet, repeat=k))
+    }
     return frozenset(legal | ({"<eos>"} if member(prefix) else set()))
 
 
@@ -133,8 +155,11 @@ def test_samples_are_members_with_correct_legal_next_sets(name):
 def test_feasible_lengths_are_exactly_those_with_members(name):
     lang = LANGUAGES[name]
     for n in range(1, 13 if len(lang.alphabet) == 2 else 8):  # every string of that length
-        members = [w for w in map("".join, itertools.product(lang.alphabet, repeat=n))
-                   if legal_next_independent(name, lang.alphabet, w) >= {"<eos>"}]
+        members = [
+            w
+            for w in map("".join, itertools.product(lang.alphabet, repeat=n))
+            if legal_next_independent(name, lang.alphabet, w) >= {"<eos>"}
+        ]
         assert (n in lang.lengths(1, 13)) == bool(members), n
 
 

@@ -1,5 +1,6 @@
 """The formal stage: config parsing, the regularizer, the objectives, the selection rule, resumption,
 and the predicted-vs-observed table (tiny settings)."""
+
 import copy
 import json
 
@@ -15,13 +16,24 @@ from lengen.engine import Outcome
 from lengen.formal import report, train
 from lengen.formal.config import Arch, FormalConfig, load_formal
 from lengen.model import ModelConfig, Transformer
+from lengen.plots import save
+from lengen.plots.formal import plot_predicted_vs_observed
 
 matplotlib.use("Agg")
 
-TINY = dict(algorithmic=["bin_majority"], languages=["(aa)*"], pos_encodings=["ape", "nope"],
-            bins=[[1, 6], [7, 10], [11, 14]], n_eval=16, n_eval_during=8, data_seed=1, seeds=2, vocab_size=14,
-            grid=dict(n_layer=[1], n_head=[2], d_model=[16], lr=[0.003, 0.01]),
-            train=dict(steps=6, batch_size=8, eval_every=3, threads=1))
+TINY = dict(
+    algorithmic=["bin_majority"],
+    languages=["(aa)*"],
+    pos_encodings=["ape", "nope"],
+    bins=[[1, 6], [7, 10], [11, 14]],
+    n_eval=16,
+    n_eval_during=8,
+    data_seed=1,
+    seeds=2,
+    vocab_size=14,
+    grid=dict(n_layer=[1], n_head=[2], d_model=[16], lr=[0.003, 0.01]),
+    train=dict(steps=6, batch_size=8, eval_every=3, threads=1),
+)
 
 
 def tiny(**changes) -> FormalConfig:
@@ -44,13 +56,16 @@ def test_cpu_profile_runs_every_task_under_both_encodings():
     assert fc.bins == [[1, 50], [51, 100], [101, 150]]
 
 
-@pytest.mark.parametrize("bad,match", [
-    (dict(languages=["Tomita-9"]), "unknown language"),
-    (dict(bins=[[1, 10], [5, 20]]), "disjoint"),
-    (dict(algorithmic=["sort"], vocab_size=10), "vocab_size"),
-    (dict(train=dict(steps=6, batch_size=8, eval_every=3, threads=1, colour="red")), "unknown key"),
-    (dict(grid=dict(n_layer=[1], n_head=[3], d_model=[16], lr=[0.1])), "does not divide"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (dict(languages=["Tomita-9"]), "unknown language"),
+        (dict(bins=[[1, 10], [5, 20]]), "disjoint"),
+        (dict(algorithmic=["sort"], vocab_size=10), "vocab_size"),
+        (dict(train=dict(steps=6, batch_size=8, eval_every=3, threads=1, colour="red")), "unknown key"),
+        (dict(grid=dict(n_layer=[1], n_head=[3], d_model=[16], lr=[0.1])), "does not divide"),
+    ],
+)
 def test_bad_formal_sections_fail_with_the_key(bad, match):
     with pytest.raises(ValueError, match=match):
         tiny(**bad)
@@ -64,18 +79,20 @@ def test_grid_is_ordered_smallest_first():
 
 def test_regularizer_matches_its_definition():
     torch.manual_seed(0)
-    m = Transformer(ModelConfig(vocab_size=5, n_layer=2, n_head=2, d_model=8, d_mlp=16, max_seq_len=6,
-                                pos_encoding="ape"))
+    m = Transformer(
+        ModelConfig(vocab_size=5, n_layer=2, n_head=2, d_model=8, d_mlp=16, max_seq_len=6, pos_encoding="ape")
+    )
     P, hs, want = m.pos_emb.weight, 4, 0.0
     for block in m.blocks:
         for h in range(2):
-            wq = block.attn.q_proj.weight[h * hs:(h + 1) * hs]
-            wk = block.attn.k_proj.weight[h * hs:(h + 1) * hs]
+            wq = block.attn.q_proj.weight[h * hs : (h + 1) * hs]
+            wk = block.attn.k_proj.weight[h * hs : (h + 1) * hs]
             s = (P @ wq.T) @ (P @ wk.T).T
             want += sum(s[i, j] ** 2 for i in range(6) for j in range(i + 1)) / 6
     assert torch.allclose(train.position_regularizer(m), want)
-    nope = Transformer(ModelConfig(vocab_size=5, n_layer=1, n_head=2, d_model=8, d_mlp=16, max_seq_len=6,
-                                   pos_encoding="nope"))
+    nope = Transformer(
+        ModelConfig(vocab_size=5, n_layer=1, n_head=2, d_model=8, d_mlp=16, max_seq_len=6, pos_encoding="nope")
+    )
     assert train.position_regularizer(nope).item() == 0.0
 
 
@@ -126,8 +143,12 @@ def test_study_resumes_and_reruns_only_changed_runs(tmp_path, monkeypatch):
         p = spec.params
         calls.append((p["task"], p["pe"], Arch(**p["arch"]).id, p["seed"]))
         acc = [1.0, 0.5 + 0.1 * p["arch"]["lr"], 0.2]
-        records = pd.DataFrame([{"bin": f"{lo}-{hi}", "lo": lo, "hi": hi, "n": 16, "accuracy": a, "step": 3,
-                                 "final": True} for (lo, hi), a in zip(p["bins"], acc)])
+        records = pd.DataFrame(
+            [
+                {"bin": f"{lo}-{hi}", "lo": lo, "hi": hi, "n": 16, "accuracy": a, "step": 3, "final": True}
+                for (lo, hi), a in zip(p["bins"], acc)
+            ]
+        )
         spec.run_dir.mkdir(parents=True)
         records.to_csv(spec.run_dir / "records.csv", index=False)
         info = {"fingerprint": spec.fingerprint, "finished": True, "steps": 3, "wall_s": 0.1}
@@ -158,17 +179,22 @@ def test_study_resumes_and_reruns_only_changed_runs(tmp_path, monkeypatch):
     maj = table[(table.task == "bin_majority") & (table.pos_encoding == "ape")].iloc[0]
     assert maj.predicted and not maj.agree and maj["paper 11-14"] == 99.96
     assert "agree" in report.describe(table)
-    saved = report.save(table, report.plot_predicted_vs_observed(table), out_dir=tmp_path)
+    saved = report.write_summary(table, out_dir=tmp_path) + [
+        save(plot_predicted_vs_observed(table), "predicted_vs_observed", tmp_path)
+    ]
     assert (tmp_path / "predicted_vs_observed.png").stat().st_size > 1000 and len(saved) == 3
     assert json.loads((tmp_path / "summary.json").read_text())["pairs"] == 4
 
 
 def test_run_ids_are_file_safe_and_distinct():
     arch = Arch(1, 2, 16, 0.01)
-    ids = {train.run_id(t, "ape", arch, 0) for t in ["(aa)*", "(aaaa)*", "aa*bb*cc*dd*ee*", "{a,b}*d{b,c}*",
-                                                      "{0,1,2}*02*", "D-2"]}
-    assert len(ids) == 6 and all(set(i) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
-                                 for i in ids)
+    ids = {
+        train.run_id(t, "ape", arch, 0)
+        for t in ["(aa)*", "(aaaa)*", "aa*bb*cc*dd*ee*", "{a,b}*d{b,c}*", "{0,1,2}*02*", "D-2"]
+    }
+    assert len(ids) == 6 and all(
+        set(i) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") for i in ids
+    )
 
 
 def test_worker_processes_give_the_same_records_as_one_process(tmp_path):

@@ -1,6 +1,7 @@
 """Tests for lengen.heads and its figures (lengen.plots.heads): hand-built models where two tasks provably
 share a head (or use different heads), exactness of mean-ablation, the statistics on synthetic data, the
 config, and the driver end to end on a fake run. Tiny models, one CPU thread."""
+
 from __future__ import annotations
 
 import doctest
@@ -44,8 +45,7 @@ HIGH, LOW = 10.0, -5.0
 
 def hand_built(marker_keys: dict[int, tuple[float, float]]) -> Transformer:
     """marker_keys[h] = (key weight of marker A, key weight of marker B) for head h."""
-    cfg = ModelConfig(vocab_size=VOCAB, n_layer=1, n_head=2, d_model=16, d_mlp=4, max_seq_len=16,
-                      pos_encoding="nope")
+    cfg = ModelConfig(vocab_size=VOCAB, n_layer=1, n_head=2, d_model=16, d_mlp=4, max_seq_len=16, pos_encoding="nope")
     model = Transformer(cfg).eval()
     hs = cfg.head_dim
     with torch.no_grad():
@@ -195,15 +195,18 @@ def test_ablating_a_head_changes_only_that_heads_contribution():
     torch.testing.assert_close(z_abl[:, others], z[:, others])  # the layer's other heads are untouched
     torch.testing.assert_close(z_abl[:, head], means[layer][head].expand(5, -1, -1))
     # the residual-stream delta of the attention layer is o_proj's slice for that head applied to the change
-    w_h = model.blocks[layer].attn.o_proj.weight[:, head * hs:(head + 1) * hs]
+    w_h = model.blocks[layer].attn.o_proj.weight[:, head * hs : (head + 1) * hs]
     expected = (z_abl[:, head] - z[:, head]) @ w_h.T
     torch.testing.assert_close(ablated_out - clean_out, expected, atol=1e-5, rtol=1e-4)
 
 
 def test_probe_matches_manual_ablation_of_one_head():
     model = random_model(seed=3)
-    batch = heads.TaskBatch(torch.randint(0, 23, (6, 8), generator=torch.Generator().manual_seed(1)),
-                            torch.full((6, 8), IGNORE), torch.full((6,), 8))
+    batch = heads.TaskBatch(
+        torch.randint(0, 23, (6, 8), generator=torch.Generator().manual_seed(1)),
+        torch.full((6, 8), IGNORE),
+        torch.full((6,), 8),
+    )
     batch.labels[:, 5:] = batch.input_ids[:, 5:] % 7
     p = heads.probe_task(model, batch)
     with torch.no_grad():
@@ -320,14 +323,34 @@ def fake_run(run, runs_dir, records_dir, steps):
     for i, step in enumerate(steps):
         torch.manual_seed(run.seed * 100 + i)
         system = system_from_run(run)
-        torch.save({"state_dict": system.state_dict(), "hyper_parameters": dict(system.hparams),
-                    "pytorch-lightning_version": L.__version__}, ckpt_dir / f"step={step:06d}.ckpt")
+        torch.save(
+            {
+                "state_dict": system.state_dict(),
+                "hyper_parameters": dict(system.hparams),
+                "pytorch-lightning_version": L.__version__,
+            },
+            ckpt_dir / f"step={step:06d}.ckpt",
+        )
         for task in run.group.tasks:
             for length in run.group.eval_lengths(task, 1):
                 acc = 1.0 if run.group.role(task) == "aux" else max(0.0, 1.0 - 0.2 * i * length / 8)
-                rows.append(dict(run_id=run.run_id, group=run.group_name, task=task, role=run.group.role(task),
-                                 length=length, in_distribution=True, n=8, exact_match=acc, token_accuracy=acc,
-                                 step=step, seed=run.seed, pos_encoding=run.pos_encoding, final=False))
+                rows.append(
+                    dict(
+                        run_id=run.run_id,
+                        group=run.group_name,
+                        task=task,
+                        role=run.group.role(task),
+                        length=length,
+                        in_distribution=True,
+                        n=8,
+                        exact_match=acc,
+                        token_accuracy=acc,
+                        step=step,
+                        seed=run.seed,
+                        pos_encoding=run.pos_encoding,
+                        final=False,
+                    )
+                )
     records_dir.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(records_dir / f"{run.run_id}.csv", index=False)
 

@@ -5,6 +5,7 @@ trace contains the shortest path), so the partition must not depend on the task.
 a per-(task, prompt) partition leaks, that the prompt-only one does not, and that ``check_disjoint``
 catches a leak and passes on every group of every profile.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,9 +25,11 @@ MODULUS, SEED = 10, 1234
 
 def per_task_rule(task: str):
     """The old partition, per (task, prompt), as a prompt-only rule for one task (to monkeypatch)."""
+
     def heldout(prompt: str, modulus: int) -> bool:
         h = hashlib.blake2b(f"{task}\x00{prompt}".encode(), digest_size=8).digest()
         return int.from_bytes(h, "little") % modulus == 0
+
     return heldout
 
 

@@ -1,5 +1,6 @@
 """Tests for lengen.model: config validation, attention-path equivalence, position encodings, KV-cache
 decoding, hook points and weight tying. Tiny models, one CPU thread."""
+
 from __future__ import annotations
 
 import math
@@ -17,8 +18,9 @@ VOCAB = 23
 
 def tiny(pos_encoding: str = "rope", seed: int = 0, **kw) -> Transformer:
     torch.manual_seed(seed)
-    cfg = ModelConfig(vocab_size=VOCAB, n_layer=2, n_head=4, d_model=32, d_mlp=64, max_seq_len=48,
-                      pos_encoding=pos_encoding, **kw)
+    cfg = ModelConfig(
+        vocab_size=VOCAB, n_layer=2, n_head=4, d_model=32, d_mlp=64, max_seq_len=48, pos_encoding=pos_encoding, **kw
+    )
     return Transformer(cfg).eval()
 
 
@@ -49,8 +51,7 @@ def test_config_rejects_bad_pos_encoding():
         ModelConfig(vocab_size=10, pos_encoding="alibi")
 
 
-@pytest.mark.parametrize("field, value", [("n_layer", 0), ("vocab_size", -3), ("d_mlp", 2.5),
-                                          ("max_seq_len", True)])
+@pytest.mark.parametrize("field, value", [("n_layer", 0), ("vocab_size", -3), ("d_mlp", 2.5), ("max_seq_len", True)])
 def test_config_rejects_non_positive_ints(field, value):
     with pytest.raises(ValueError, match=rf"{field}={value!r}"):
         ModelConfig(**{"vocab_size": 10, field: value})
@@ -184,8 +185,7 @@ def test_chunked_prefill_matches_full_forward(enc):
         full = model(idx)
         for impl in ("sdpa", "explicit"):
             cache = model.make_kv_cache(2)
-            parts = [model(idx[:, a:b], attn_impl=impl, kv_cache=cache)
-                     for a, b in [(0, 6), (6, 7), (7, 13), (13, 17)]]
+            parts = [model(idx[:, a:b], attn_impl=impl, kv_cache=cache) for a, b in [(0, 6), (6, 7), (7, 13), (13, 17)]]
             assert cache.length == 17
             torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=1e-5)
 
@@ -203,10 +203,10 @@ def test_generate_stops_at_eos_and_pads():
         gen = row[4:].tolist()
         if eos in gen:
             k = gen.index(eos)
-            assert gen[:k] == free_row[4:4 + k].tolist()  # same tokens up to eos ...
-            assert all(t == eos for t in gen[k:])         # ... then eos padding
+            assert gen[:k] == free_row[4 : 4 + k].tolist()  # same tokens up to eos ...
+            assert all(t == eos for t in gen[k:])  # ... then eos padding
         else:
-            assert gen == free_row[4:4 + len(gen)].tolist()
+            assert gen == free_row[4 : 4 + len(gen)].tolist()
     if out.shape[1] < 16:  # stopped early: every row has finished
         assert (out[:, 4:] == eos).any(dim=1).all()
     assert model.generate(prompt, 0).shape == (3, 4)
@@ -235,7 +235,7 @@ def test_kv_cache_under_bf16_autocast(enc):
         cache = model.make_kv_cache(2)
         model(idx[:, :10], kv_cache=cache)
         for t in range(10, 14):
-            last = model(idx[:, t:t + 1], kv_cache=cache)[:, -1]
+            last = model(idx[:, t : t + 1], kv_cache=cache)[:, -1]
         gen = model.generate(idx[:, :5], 6)
     assert cache.k[0].dtype == torch.bfloat16  # cache follows k's dtype
     assert gen.shape == (2, 11)
@@ -258,8 +258,9 @@ def test_run_with_cache_patterns_are_causal_distributions():
         assert not pattern.requires_grad and not z.requires_grad
         torch.testing.assert_close(pattern.sum(-1), torch.ones(3, 4, 12))
         assert torch.equal(pattern.triu(diagonal=1), torch.zeros_like(pattern))
-    assert not any(block.attn.hook_pattern.has_hooks() or block.attn.hook_head_out.has_hooks()
-                   for block in model.blocks)
+    assert not any(
+        block.attn.hook_pattern.has_hooks() or block.attn.hook_head_out.has_hooks() for block in model.blocks
+    )
 
 
 def test_replace_heads_with_own_activation_is_a_no_op():
@@ -288,7 +289,7 @@ def test_zeroing_a_head_equals_zeroing_its_o_proj_columns():
 
         w = model.blocks[layer].attn.o_proj.weight
         saved = w.clone()
-        w[:, head * hs:(head + 1) * hs] = 0
+        w[:, head * hs : (head + 1) * hs] = 0
         manual = model(idx)
         w.copy_(saved)
     torch.testing.assert_close(ablated, manual, atol=1e-5, rtol=1e-5)
@@ -304,9 +305,8 @@ def test_mean_ablation_broadcasts_batch_mean():
     z = ablated["blocks.0.attn.head_out"]
     torch.testing.assert_close(z[:, 1], mean.expand(4, 10, -1))
     torch.testing.assert_close(z[:, 0], cache["blocks.0.attn.head_out"][:, 0])
-    with pytest.raises(ValueError, match="out of range"):
-        with model.replace_heads({(2, 0): mean}):
-            pass
+    with pytest.raises(ValueError, match="out of range"), model.replace_heads({(2, 0): mean}):
+        pass
 
 
 # -- parameters --------------------------------------------------------------------------------------
@@ -337,10 +337,9 @@ def test_num_params_and_flops():
 def test_init_scales_residual_projections(init):
     torch.manual_seed(0)
     model = Transformer(ModelConfig(vocab_size=50, n_layer=8, d_model=128, d_mlp=512, init=init))
-    base_q, base_w2, base_emb = (0.02, 0.02, 0.02) if init == "gpt2" else (128 ** -0.5, 512 ** -0.5, 1.0)
+    base_q, base_w2, base_emb = (0.02, 0.02, 0.02) if init == "gpt2" else (128**-0.5, 512**-0.5, 1.0)
     assert abs(model.blocks[0].attn.o_proj.weight.std().item() - base_q / math.sqrt(16)) < 5e-4
     assert abs(model.blocks[0].attn.q_proj.weight.std().item() - base_q) < 2e-3
     assert abs(model.blocks[3].mlp.w2.weight.std().item() - base_w2 / math.sqrt(16)) < 5e-4
     assert abs(model.tok_emb.weight.std().item() - base_emb) < 0.05 * base_emb
-    assert all(not hasattr(m, "bias") or m.bias is None for m in model.modules()
-               if isinstance(m, torch.nn.Linear))
+    assert all(not hasattr(m, "bias") or m.bias is None for m in model.modules() if isinstance(m, torch.nn.Linear))

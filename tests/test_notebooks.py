@@ -1,4 +1,5 @@
 """Notebooks are thin, stripped drivers (checked statically; tests/test_pipeline.py executes them)."""
+
 import ast
 import json
 
@@ -44,8 +45,16 @@ def test_notebook_runs_from_the_notebooks_dir(tmp_path):
 
     out = tmp_path / "out.ipynb"
     model_dir = convert(tmp_path / "model")  # the DVC stage `convert`'s work, into a scratch folder
-    pm.execute_notebook(str(paths.NOTEBOOKS_DIR / "03_pretrained.ipynb"), str(out), kernel_name="python3",
-                        cwd=str(paths.NOTEBOOKS_DIR), progress_bar=False,
-                        parameters={"params_file": "profiles/smoke.yaml", "model_dir": str(model_dir),
-                                    "out_dir": str(tmp_path / "pretrained")})
+    pm.execute_notebook(
+        str(paths.NOTEBOOKS_DIR / "03_pretrained.ipynb"),
+        str(out),
+        kernel_name="python3",
+        cwd=str(paths.NOTEBOOKS_DIR),
+        progress_bar=False,
+        parameters={
+            "params_file": "profiles/smoke.yaml",
+            "model_dir": str(model_dir),
+            "out_dir": str(tmp_path / "pretrained"),
+        },
+    )
     assert "pretrained comparison:" in out.read_text()

@@ -1,4 +1,5 @@
 """End to end: the whole DVC pipeline on the `smoke` profile in a temporary copy of the repo."""
+
 import json
 import os
 import shutil
@@ -32,9 +33,16 @@ def repo(tmp_path_factory):
     shutil.copy(root / "profiles/smoke.yaml", root / "params.yaml")
     bin_dir = str(Path(sys.executable).parent)
     # PYTHONPATH makes the copy's lengen (not the editable install's) the one imported, kernels included.
-    env = {**os.environ, "PYTHONPATH": str(root), "PATH": bin_dir + os.pathsep + os.environ["PATH"],
-           "OMP_NUM_THREADS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(root),
+        "PATH": bin_dir + os.pathsep + os.environ["PATH"],
+        "OMP_NUM_THREADS": "1",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
     sh("git init -q && git add -A && git commit -qm smoke", root, env)
     return root, env
 
@@ -56,14 +64,17 @@ def test_dvc_repro_smoke_end_to_end(repo):
     assert list((root / "reports/pretrained/records").glob("*-zero_shot.csv"))
     assert list((root / "reports/metrics").glob("*.json")) and (root / "reports/summary.json").exists()
     assert list((root / "data/eval").glob("*.jsonl"))
-    assert list((root / "runs").glob("*/checkpoints/step=*.ckpt"))
+    assert list((root / "runs").glob("*/*/checkpoints/step=*.ckpt"))  # runs/<id>/<fingerprint>/
     # Executed notebooks carry the injected parameters; the sources stay stripped.
     assert "injected-parameters" in (root / "reports/train/arith_carry-rope-s0.ipynb").read_text()
     # ... and their figures, each once (a report without its pictures is no report)
-    for nb, n_saved in (("05_figures", len(list((root / "reports/figures").glob("*.png")))),
-                        ("03_pretrained", len(list((root / "reports/pretrained/figures").glob("*.png"))))):
-        outputs = [o for c in json.loads((root / f"reports/{nb}.ipynb").read_text())["cells"]
-                   for o in c.get("outputs", [])]
+    for nb, n_saved in (
+        ("05_figures", len(list((root / "reports/figures").glob("*.png")))),
+        ("03_pretrained", len(list((root / "reports/pretrained/figures").glob("*.png")))),
+    ):
+        outputs = [
+            o for c in json.loads((root / f"reports/{nb}.ipynb").read_text())["cells"] for o in c.get("outputs", [])
+        ]
         assert sum("image/png" in o.get("data", {}) for o in outputs) == n_saved, nb
     # DVC sees the metrics and plots.
     assert "generalization_gap" in sh("dvc metrics show", root, env).stdout
@@ -89,7 +100,11 @@ def test_changing_one_group_reruns_only_its_runs(repo):
 
 def test_failing_notebook_fails_the_stage_readably(repo):
     root, env = repo
-    p = sh("python -m lengen.notebook notebooks/02_train.ipynb reports/bad.ipynb -p group no_such_group",
-           root, env, check=False)
+    p = sh(
+        "python -m lengen.notebook notebooks/02_train.ipynb reports/bad.ipynb -p group no_such_group",
+        root,
+        env,
+        check=False,
+    )
     assert p.returncode == 1
     assert "FAILED notebooks/02_train.ipynb" in p.stderr and "unknown group 'no_such_group'" in p.stderr

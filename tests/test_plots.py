@@ -1,5 +1,6 @@
 """Every figure of lengen.plots is drawn from synthetic records and tables (no training), and saved once
 through the one ``save``. The head-analysis figures are drawn in tests/test_heads.py on the driver's records."""
+
 import matplotlib
 import numpy as np
 import pandas as pd
@@ -29,16 +30,32 @@ def records_of(run_id, group_name, group, pos_encoding, seed, steps=(10, 20)):
         for task in group.tasks:
             for length in range(1, group.eval_max + 1):
                 acc = float(np.clip(1.2 - length / (group.tasks[task] + 1) + 0.1 * k, 0, 1))
-                rows.append(dict(run_id=run_id, group=group_name, task=task, role=group.role(task), length=length,
-                                 in_distribution=length <= group.tasks[task], n=8, exact_match=acc,
-                                 token_accuracy=acc, step=step, seed=seed, pos_encoding=pos_encoding))
+                rows.append(
+                    dict(
+                        run_id=run_id,
+                        group=group_name,
+                        task=task,
+                        role=group.role(task),
+                        length=length,
+                        in_distribution=length <= group.tasks[task],
+                        n=8,
+                        exact_match=acc,
+                        token_accuracy=acc,
+                        step=step,
+                        seed=seed,
+                        pos_encoding=pos_encoding,
+                    )
+                )
     return rows
 
 
 @pytest.fixture(scope="module")
 def run_records(cfg):
-    rows = [r for run in cfg.all_runs()
-            for r in records_of(run.run_id, run.group_name, run.group, run.pos_encoding, run.seed)]
+    rows = [
+        r
+        for run in cfg.all_runs()
+        for r in records_of(run.run_id, run.group_name, run.group, run.pos_encoding, run.seed)
+    ]
     return pd.DataFrame(rows)[list(RECORD_FIELDS)]
 
 
@@ -51,8 +68,10 @@ def test_save_writes_one_png_and_returns_its_path(tmp_path):
 
 def test_run_figures(cfg, run_records, tmp_path):
     summary = analysis.run_summary(run_records, cfg)
-    figs = {f"transfer_{g}_{pe}": run_plots.plot_transfer(run_records, cfg, g, pe)
-            for g, pe in analysis.transfer_panels(cfg)}
+    figs = {
+        f"transfer_{g}_{pe}": run_plots.plot_transfer(run_records, cfg, g, pe)
+        for g, pe in analysis.transfer_panels(cfg)
+    }
     run_id = run_records.run_id.iloc[0]
     figs["run"] = run_plots.plot_run(run_records, cfg, run_id)
     figs["ranges"] = run_plots.plot_ranges(analysis.length_ranges(run_records, cfg))
@@ -67,12 +86,18 @@ def test_run_figures(cfg, run_records, tmp_path):
 
 
 def test_formal_figure_frames_disagreements():
-    table = pd.DataFrame([
-        dict(task="parity", pos_encoding="ape", predicted=False, agree=True, **{"acc ≤50": 1.0, "acc 101–150": 0.1}),
-        dict(task="sort", pos_encoding="ape", predicted=True, agree=False, **{"acc ≤50": 1.0, "acc 101–150": 0.3}),
-        dict(task="parity", pos_encoding="nope", predicted=False, agree=True, **{"acc ≤50": 0.9, "acc 101–150": 0.0}),
-        dict(task="sort", pos_encoding="nope", predicted=True, agree=True, **{"acc ≤50": 1.0, "acc 101–150": 0.95}),
-    ])
+    table = pd.DataFrame(
+        [
+            dict(
+                task="parity", pos_encoding="ape", predicted=False, agree=True, **{"acc ≤50": 1.0, "acc 101–150": 0.1}
+            ),
+            dict(task="sort", pos_encoding="ape", predicted=True, agree=False, **{"acc ≤50": 1.0, "acc 101–150": 0.3}),
+            dict(
+                task="parity", pos_encoding="nope", predicted=False, agree=True, **{"acc ≤50": 0.9, "acc 101–150": 0.0}
+            ),
+            dict(task="sort", pos_encoding="nope", predicted=True, agree=True, **{"acc ≤50": 1.0, "acc 101–150": 0.95}),
+        ]
+    )
     fig = formal_plots.plot_predicted_vs_observed(table)
     ape, nope = fig.axes[:2]
     assert len(ape.patches) == 1 and len(nope.patches) == 0  # one red frame: sort under APE
@@ -81,12 +106,20 @@ def test_formal_figure_frames_disagreements():
 
 def test_pretrained_figures(cfg, tmp_path):
     runs = finetune.stage_runs(cfg)
-    rows = [r for run in runs for r in records_of(run.run_id, run.group_name, run.group, run.pos_encoding,
-                                                    run.seed, steps=(0,) if run.zero_shot else (5, 10))]
+    rows = [
+        r
+        for run in runs
+        for r in records_of(
+            run.run_id, run.group_name, run.group, run.pos_encoding, run.seed, steps=(0,) if run.zero_shot else (5, 10)
+        )
+    ]
     records = pd.DataFrame(rows)[list(RECORD_FIELDS)]
     losses = pd.DataFrame([dict(run_id=run.run_id, step=k + 1, loss=2.0 / (k + 1)) for run in runs for k in range(3)])
-    figs = [pretrained_plots.plot_init_comparison(records, cfg), pretrained_plots.plot_aux_comparison(records, cfg),
-            pretrained_plots.plot_losses(losses)]
+    figs = [
+        pretrained_plots.plot_init_comparison(records, cfg),
+        pretrained_plots.plot_aux_comparison(records, cfg),
+        pretrained_plots.plot_losses(losses),
+    ]
     for k, fig in enumerate(figs):
         assert fig.axes and all(ax.has_data() for ax in fig.axes)
         save(fig, f"pretrained_{k}", tmp_path / "figures")

@@ -3,20 +3,30 @@
 One conversion of the real GGUF checkpoint (about 15-20 s) serves the whole file; the fine-tuning tests
 use the `tiny` model (SmolLM2's tokenizer and config, 2 layers).
 """
+
 import dataclasses
 import json
 import random
 import socket
 
+import pandas as pd
 import pytest
 import torch
 
 from lengen.config import GroupConfig, load_config
 from lengen.data import format_example
-from lengen.evaluate import RECORD_FIELDS, greedy, teacher_forced
-from lengen.finetune import FinetuneRun, load_params, run_or_load, run_stage, stage_runs
-from lengen.pretrained import (PROVENANCE, SPECIAL_MAP, add_task_tokens, build_model, complete_text, convert,
-                               load_tokenizer)
+from lengen.evaluate import greedy, teacher_forced
+from lengen.finetune import FinetuneRun, finetune, load_params, run_spec, run_stage, stage_runs
+from lengen.pretrained import (
+    PROVENANCE,
+    SPECIAL_MAP,
+    add_task_tokens,
+    build_model,
+    complete_text,
+    convert,
+    load_tokenizer,
+)
+from lengen.records import RECORD_FIELDS
 from lengen.tasks import get_task
 from lengen.tokenizer import default_tokenizer
 
@@ -30,6 +40,7 @@ class NetworkCall(AssertionError):
 @pytest.fixture
 def no_network(monkeypatch):
     """Any socket connection attempt fails the test."""
+
     def refuse(self, address, *args, **kwargs):
         raise NetworkCall(f"network call attempted: {address}")
 
@@ -41,6 +52,7 @@ def no_network(monkeypatch):
 def model_dir(tmp_path_factory):
     """The real checkpoint converted once, with every connection attempt refused."""
     with pytest.MonkeyPatch.context() as mp:
+
         def refuse(self, address, *args, **kwargs):
             raise NetworkCall(f"network call attempted: {address}")
 
@@ -114,8 +126,10 @@ def test_every_lengen_token_is_one_distinct_pretrained_token(model_dir):
             assert hf_tok.decode([i]) == t and i < base  # characters reuse pretrained tokens
 
 
-@pytest.mark.parametrize("task", ["reverse_add", "no_carry", "copy_first_op", "copy", "capitalize_reverse",
-                                  "mqar", "shortest_path", "dfs_trace"])
+@pytest.mark.parametrize(
+    "task",
+    ["reverse_add", "no_carry", "copy_first_op", "copy", "capitalize_reverse", "mqar", "shortest_path", "dfs_trace"],
+)
 def test_task_strings_round_trip(model_dir, task):
     hf_tok = load_tokenizer(model_dir)
     token_ids = add_task_tokens(hf_tok)
@@ -209,7 +223,7 @@ def test_zeroing_a_query_head_equals_zeroing_its_o_proj_columns(tiny):
     o = tiny.hf.model.layers[layer].self_attn.o_proj
     saved = o.weight.detach().clone()
     with torch.no_grad():
-        o.weight[:, head * hs:(head + 1) * hs] = 0
+        o.weight[:, head * hs : (head + 1) * hs] = 0
         expected = tiny(x)
         o.weight.copy_(saved)
         assert not torch.allclose(ablated, tiny(x))
@@ -225,9 +239,8 @@ def test_mean_ablation_broadcasts_and_hooks_are_removed(tiny):
     assert torch.allclose(ablated["blocks.0.attn.head_out"][0, 1], ablated["blocks.0.attn.head_out"][1, 1])
     with torch.no_grad():
         torch.testing.assert_close(tiny(x), logits)  # the context removed its hooks
-    with pytest.raises(ValueError, match="out of range"):
-        with tiny.replace_heads({(0, tiny.cfg.n_head): mean}):
-            pass
+    with pytest.raises(ValueError, match="out of range"), tiny.replace_heads({(0, tiny.cfg.n_head): mean}):
+        pass
 
 
 # --- parameters and the stage --------------------------------------------------------------------------
@@ -248,14 +261,19 @@ def _cfg(raw):
     return parse_config(raw)
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda s: s.update(lr_typo=1.0), "unknown key"),
-    (lambda s: s.update(model="gpt2"), "not one of"),
-    (lambda s: s["runs"].update({next(iter(s["runs"])): ["pretrained", "finetuned"]}), "needs one or more of"),
-    (lambda s: s["runs"].update(nonexistent=["pretrained"]), "unknown group"),
-    (lambda s: s["claims"].update(scratch=next(g for g, i in s["runs"].items() if "scratch" not in i)),
-     "must be in pretrained.runs"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda s: s.update(lr_typo=1.0), "unknown key"),
+        (lambda s: s.update(model="gpt2"), "not one of"),
+        (lambda s: s["runs"].update({next(iter(s["runs"])): ["pretrained", "finetuned"]}), "needs one or more of"),
+        (lambda s: s["runs"].update(nonexistent=["pretrained"]), "unknown group"),
+        (
+            lambda s: s["claims"].update(scratch=next(g for g, i in s["runs"].items() if "scratch" not in i)),
+            "must be in pretrained.runs",
+        ),
+    ],
+)
 def test_params_are_validated(smoke_raw, edit, message):
     edit(smoke_raw["pretrained"])
     with pytest.raises(ValueError, match=message):
@@ -274,7 +292,8 @@ def test_stage_runs_zero_shot_once_per_main_task(smoke_cfg):
     zs = [r for r in runs if r.zero_shot]
     assert len({r.group.main_task for r in zs}) == len(zs) and all(not r.group.aux for r in zs)
     assert {r.run_id for r in runs if not r.zero_shot} == {
-        f"{g}-{i}" for g, inits in load_params(smoke_cfg).runs.items() for i in inits}
+        f"{g}-{i}" for g, inits in load_params(smoke_cfg).runs.items() for i in inits
+    }
 
 
 def _tiny_run(smoke_cfg, steps: int) -> FinetuneRun:
@@ -283,35 +302,41 @@ def _tiny_run(smoke_cfg, steps: int) -> FinetuneRun:
     return FinetuneRun("g", group, "pretrained", p, smoke_cfg.data)
 
 
-def test_finetune_writes_tidy_records_and_resumes(smoke_cfg, model_dir, tmp_path, capsys):
+def test_finetune_writes_tidy_records_and_reads_back(smoke_cfg, model_dir, tmp_path, capsys):
     run = _tiny_run(smoke_cfg, steps=3)
-    rec = run_or_load(run, model_dir, tmp_path)
+    rec = finetune(run, model_dir, tmp_path, progress=False)
     assert list(rec.columns) == list(RECORD_FIELDS) + ["final"]
     assert set(rec.task) == {"reverse_add", "no_carry"} and set(rec.length) == {1, 2, 3, 4}
     assert (rec.step == 3).all() and rec.final.all() and set(rec.pos_encoding) == {"pretrained"}
-    info = json.loads((tmp_path / "runs" / "g-pretrained.json").read_text())
-    assert len(info["losses"]) == 3 and info["s_per_step"] > 0
+    run_dir = run_spec(run, model_dir, tmp_path).run_dir
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["finished"] and info["steps"] == 3 and info["wall_s"] > 0
+    assert len(pd.read_csv(run_dir / "logs/metrics.csv").dropna(subset=["train/loss"])) == 3
     capsys.readouterr()
-    again = run_or_load(run, model_dir, tmp_path)  # same fingerprint: read back, not retrained
-    assert "up to date" in capsys.readouterr().out
-    assert again.equals(rec)
+    again = finetune(run, model_dir, tmp_path)  # same fingerprint: read back, not retrained
+    assert "read back" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(again, rec, check_dtype=False)
     longer = _tiny_run(smoke_cfg, steps=4)
-    assert longer.fingerprint(model_dir) != run.fingerprint(model_dir)
+    assert run_spec(longer, model_dir, tmp_path).fingerprint != run_spec(run, model_dir, tmp_path).fingerprint
 
 
 def test_training_lowers_the_loss(smoke_cfg, model_dir, tmp_path):
-    from lengen.finetune import finetune
-
-    p = dataclasses.replace(load_params(smoke_cfg), model="tiny", steps=30, n_eval=2, lr=3e-3, warmup_frac=0.0)
+    p = dataclasses.replace(load_params(smoke_cfg), model="tiny", steps=40, n_eval=2, lr=3e-3, warmup_frac=0.0)
     run = FinetuneRun("g", GroupConfig(main={"copy": 2}, aux={}, eval_max=2), "scratch", p, smoke_cfg.data)
-    _, info = finetune(run, model_dir, progress=False)
-    first, last = sum(info["losses"][:5]) / 5, sum(info["losses"][-5:]) / 5
+    finetune(run, model_dir, tmp_path, progress=False)
+    losses = (
+        pd.read_csv(run_spec(run, model_dir, tmp_path).run_dir / "logs/metrics.csv")
+        .dropna(subset=["train/loss"])["train/loss"]
+        .tolist()
+    )
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     assert last < 0.7 * first, (first, last)
 
 
 def test_stage_end_to_end_on_tiny(smoke_cfg, model_dir, tmp_path):
-    from lengen import finetune
-    from lengen.finetune import claims_table, load_records, plot_aux_comparison, plot_init_comparison
+    from lengen import finetune as ft
+    from lengen.finetune import claims_table, load_records, timings
+    from lengen.plots.pretrained import plot_aux_comparison, plot_init_comparison
 
     assert load_params(smoke_cfg).model == "tiny"
     records = run_stage(smoke_cfg, model_dir, tmp_path, progress=False)
@@ -321,6 +346,7 @@ def test_stage_end_to_end_on_tiny(smoke_cfg, model_dir, tmp_path):
     assert set(summary) == set(records.run_id)
     table = claims_table(records, smoke_cfg)
     assert len(table) == 5 and set(table.agrees) <= {"yes", "no", "vacuous"}
-    assert "agrees" in finetune.describe_claims(table)
+    assert "agrees" in ft.describe_claims(table)
+    assert set(timings(smoke_cfg, tmp_path, model_dir).run_id) == set(records.run_id)
     plot_init_comparison(records, smoke_cfg)
     plot_aux_comparison(records, smoke_cfg)

@@ -1,4 +1,5 @@
 """The tidy records store: loading, each run's last evaluation, the per-run summary, the gap."""
+
 import doctest
 from types import SimpleNamespace
 
@@ -42,8 +43,23 @@ def test_group_gap_uses_mean_of_auxiliaries():
 
 
 def _rows(run_id: str, task: str, role: str, accs: dict[int, float], step: int) -> list[dict]:
-    return [dict(run_id=run_id, group="g", task=task, role=role, length=n, in_distribution=n <= 2, n=10,
-                 exact_match=a, token_accuracy=a, step=step, seed=0, pos_encoding="rope") for n, a in accs.items()]
+    return [
+        dict(
+            run_id=run_id,
+            group="g",
+            task=task,
+            role=role,
+            length=n,
+            in_distribution=n <= 2,
+            n=10,
+            exact_match=a,
+            token_accuracy=a,
+            step=step,
+            seed=0,
+            pos_encoding="rope",
+        )
+        for n, a in accs.items()
+    ]
 
 
 def test_summarize_reads_the_last_step_per_range_and_the_gap():
@@ -64,7 +80,8 @@ def test_summarize_reads_the_last_step_per_range_and_the_gap():
 def test_load_records_concatenates_runs_and_refuses_a_missing_one(tmp_path):
     for run_id, step in (("a", 5), ("b", 7)):
         pd.DataFrame(_rows(run_id, "copy", "main", {1: 1.0, 2: 0.5}, step))[list(RECORD_FIELDS)].to_csv(
-            tmp_path / f"{run_id}.csv", index=False)
+            tmp_path / f"{run_id}.csv", index=False
+        )
     df = load_records(["a", "b"], tmp_path)
     assert list(df.columns) == list(RECORD_FIELDS) and len(df) == 4
     assert list(load_records([], tmp_path).columns) == list(RECORD_FIELDS)
@@ -73,6 +90,9 @@ def test_load_records_concatenates_runs_and_refuses_a_missing_one(tmp_path):
 
 
 def test_final_records_keeps_each_runs_last_step():
-    df = pd.DataFrame(_rows("a", "copy", "main", {1: 0.0}, 5) + _rows("a", "copy", "main", {1: 1.0}, 9)
-                      + _rows("b", "copy", "main", {1: 0.5}, 7))
+    df = pd.DataFrame(
+        _rows("a", "copy", "main", {1: 0.0}, 5)
+        + _rows("a", "copy", "main", {1: 1.0}, 9)
+        + _rows("b", "copy", "main", {1: 0.5}, 7)
+    )
     assert sorted(zip(final_records(df).run_id, final_records(df).step)) == [("a", 9), ("b", 7)]

@@ -1,4 +1,5 @@
 """Device, precision, the CPU's float path and provenance (lengen.runtime)."""
+
 import builtins
 import json
 import re
@@ -23,8 +24,9 @@ def test_native_bf16_reads_the_cpu_flags(monkeypatch, tmp_path):
     for flags, expected in (("fpu avx2 fma", False), ("avx512f avx512_bf16", True), ("amx_bf16 amx_tile", True)):
         (tmp_path / "cpuinfo").write_text(f"flags\t\t: {flags}\n")
         runtime._cpu_native_bf16.cache_clear()  # read once per process: make it read this file
-        monkeypatch.setattr(builtins, "open",
-                            lambda p, *a, **k: real_open(tmp_path / "cpuinfo" if p == "/proc/cpuinfo" else p, *a, **k))
+        monkeypatch.setattr(
+            builtins, "open", lambda p, *a, **k: real_open(tmp_path / "cpuinfo" if p == "/proc/cpuinfo" else p, *a, **k)
+        )
         assert runtime.native_bf16("cpu") is expected
     # A oneDNN ISA cap below bf16 (the AVX2 float path on an AVX-512 CPU) makes bf16 non-native again.
     for cap, expected in (("AVX2", False), ("avx512_core", False), ("AVX512_CORE_BF16", True), ("ALL", True)):
@@ -36,8 +38,10 @@ def test_native_bf16_reads_the_cpu_flags(monkeypatch, tmp_path):
 
 def test_cpu_id_reads_the_first_processor(tmp_path):
     info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\n"
-                    "model name\t: AMD EPYC\n\nprocessor\t: 1\ncpu family\t: 25\nmodel\t\t: 17\n")
+    info.write_text(
+        "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\n"
+        "model name\t: AMD EPYC\n\nprocessor\t: 1\ncpu family\t: 25\nmodel\t\t: 17\n"
+    )
     assert runtime.cpu_id(str(info)) == "family 26 model 2"
     assert runtime.cpu_model(str(info)) == "AMD EPYC"
     info.write_text("processor\t: 0\nmodel name\t: Some ARM core\n")
@@ -51,8 +55,11 @@ def test_float_path_names_the_kernel_caps_set(monkeypatch):
     assert runtime.float_path() == {"cpu_capability": torch.backends.cpu.get_cpu_capability()}
     monkeypatch.setenv("MKL_ENABLE_INSTRUCTIONS", "AVX2")
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
-    assert runtime.float_path() == {"cpu_capability": torch.backends.cpu.get_cpu_capability(),
-                                    "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    assert runtime.float_path() == {
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+        "ONEDNN_MAX_CPU_ISA": "AVX2",
+    }
 
 
 def test_model_device_of_a_module_and_of_a_parameter_less_stand_in():

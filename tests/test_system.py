@@ -1,4 +1,5 @@
 """Training system: schedule, loss with length buckets, a short real run that learns."""
+
 import math
 
 import pandas as pd
@@ -37,8 +38,6 @@ def test_training_learns(tmp_path, smoke_cfg):
 @pytest.mark.parametrize("pos_encoding", ["rope", "ape"])
 def test_length_buckets_give_the_full_batch_loss_and_gradient(smoke_cfg, pos_encoding):
     import dataclasses
-
-    import torch
 
     from lengen.data import IGNORE, TrainStream
     from lengen.system import system_from_run

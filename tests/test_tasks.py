@@ -2,6 +2,7 @@
 
 Per-family correctness (independent checkers) lives in test_tasks_{arithmetic,strings,mazes}.py.
 """
+
 from __future__ import annotations
 
 import doctest
@@ -12,8 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lengen.tasks import TASKS, get_task
-from lengen.tasks import arithmetic, mazes, strings
+from lengen.tasks import TASKS, arithmetic, get_task, mazes, strings
 from lengen.tokenizer import CHARS, NODES, default_tokenizer, split
 
 FAMILIES = {
@@ -24,7 +24,7 @@ FAMILIES = {
 VARIANTS = {"dfs_trace_far": "dfs_trace", "shortest_path_far": "shortest_path"}  # same function, other inputs
 ALL = [name for names in FAMILIES.values() for name in names]
 # Longest lengths evaluated anywhere in the project, per task.
-EVAL_MAX = {name: 512 for name in ALL} | {"mqar": 62} | {name: 64 for name in FAMILIES["mazes"]}
+EVAL_MAX = dict.fromkeys(ALL, 512) | {"mqar": 62} | dict.fromkeys(FAMILIES["mazes"], 64)
 
 
 def test_all_fifteen_registered_with_metadata():
@@ -58,8 +58,15 @@ def test_length_zero_rejected(name):
 
 @pytest.mark.parametrize(
     "name,length",
-    [("dfs_trace", 65), ("shortest_path", 65), ("dfs_trace", 1), ("shortest_path", 1), ("mqar", 63),
-     ("dfs_trace_far", 65), ("shortest_path_far", 1)],
+    [
+        ("dfs_trace", 65),
+        ("shortest_path", 65),
+        ("dfs_trace", 1),
+        ("shortest_path", 1),
+        ("mqar", 63),
+        ("dfs_trace_far", 65),
+        ("shortest_path_far", 1),
+    ],
 )
 def test_length_out_of_range_rejected(name, length):
     with pytest.raises(ValueError, match=rf"\b{length}\b"):
@@ -143,8 +150,9 @@ def test_variant_of_must_name_a_registered_task():
 
     task = get_task("shortest_path_far")
     with pytest.raises(ValueError, match="variant_of 'nope' is not registered"):
-        register(Task(name="new_name", family="mazes", generate=task.generate, max_tokens=task.max_tokens,
-                      variant_of="nope"))
+        register(
+            Task(name="new_name", family="mazes", generate=task.generate, max_tokens=task.max_tokens, variant_of="nope")
+        )
     assert "new_name" not in TASKS
 
 

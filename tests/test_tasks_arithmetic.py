@@ -3,6 +3,7 @@
 Nothing here calls the generators' internals: examples come from ``get_task(...).sample`` or from the
 public builders, and are parsed back from their strings.
 """
+
 from __future__ import annotations
 
 import random
@@ -65,7 +66,7 @@ def check(name: str, ex: Example, n: int) -> None:
         w = n + 3
         m = re.fullmatch(rf"(\d{{{w}}})\+(\d{{{w}}})=(\d{{{w}}});(\d{{{w}}})\+(\d{{{w}}})=(\d{{{w}}})", t)
         assert m, t
-        p0, p1, s1, s1_again, p2, s2 = (value(g) for g in m.groups())
+        p0, p1, s1, _s1_again, p2, s2 = (value(g) for g in m.groups())
         assert p0 == a * int(rb[0])
         assert p1 == a * int(rb[1]) * 10
         assert p2 == a * int(rb[2]) * 100
@@ -166,7 +167,7 @@ def test_default_operands_both_have_n_digits():
     for n in (1, 2, 7):
         for _ in range(200):
             ra, rb = re.fullmatch(r"(\d+)\+(\d+)=", get_task("reverse_add").sample(rng, n).prompt).groups()
-            assert len(ra) == len(rb) == n and (n == 1 or ra[-1] != "0" and rb[-1] != "0")
+            assert len(ra) == len(rb) == n and (n == 1 or (ra[-1] != "0" and rb[-1] != "0"))
 
 
 def test_operand_length_distribution_mixed():

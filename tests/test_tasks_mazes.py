@@ -1,5 +1,6 @@
 """Maze tasks checked by independent reference code: a separate prompt parser, tree checks, BFS for the
 shortest path, a recursive DFS for the trace, and Kirchhoff's theorem for Wilson's uniformity."""
+
 from __future__ import annotations
 
 import random

@@ -1,4 +1,5 @@
 """String tasks and MQAR checked by independent reference code (str.swapcase, slicing, a dict)."""
+
 from __future__ import annotations
 
 import random
@@ -37,7 +38,7 @@ def check_mqar(ex: Example, n: int) -> None:
     keys, values = pairs[0::2], pairs[1::2]
     assert len(set(keys)) == n, "keys must be distinct"
     assert sorted(queries) == sorted(keys), "queries must be a permutation of the keys"
-    table = {k: v for k, v in zip(keys, values)}
+    table = dict(zip(keys, values))
     assert ex.target == "".join(table[q] for q in queries)
 
 

@@ -24,6 +24,7 @@ A *run* is one training job: a task group × a position encoding × an initializ
 (:meth:`Config.run`). Baselines are groups too (a main task with no auxiliaries), named by the
 ``baseline`` field of the group they are the baseline of.
 """
+
 from lengen.config.base import (
     HEAD_CATEGORIES,
     MODEL_INITS,
@@ -62,9 +63,36 @@ from lengen.config.profiles import use_profile
 from lengen.config.sections import Claims, HeadsConfig, PretrainedParams
 
 __all__ = [
-    "HEAD_CATEGORIES", "MODEL_INITS", "OPTIONAL_SECTIONS", "OTHER_SECTIONS", "POS_ENCODINGS", "PRECISIONS",
-    "PRETRAINED_INITS", "PRETRAINED_MODELS", "SECTIONS", "Claims", "Config", "DataConfig", "ExperimentConfig",
-    "FormalConfig", "GridConfig", "GroupConfig", "HeadsConfig", "ModelParams", "PretrainedParams", "RunConfig",
-    "TrainConfig", "_build", "_fail", "_positive", "_seeds", "_unique", "load_config", "parse_config", "read_params",
-    "resolve_params_file", "run_id", "use_profile",
+    "HEAD_CATEGORIES",
+    "MODEL_INITS",
+    "OPTIONAL_SECTIONS",
+    "OTHER_SECTIONS",
+    "POS_ENCODINGS",
+    "PRECISIONS",
+    "PRETRAINED_INITS",
+    "PRETRAINED_MODELS",
+    "SECTIONS",
+    "Claims",
+    "Config",
+    "DataConfig",
+    "ExperimentConfig",
+    "FormalConfig",
+    "GridConfig",
+    "GroupConfig",
+    "HeadsConfig",
+    "ModelParams",
+    "PretrainedParams",
+    "RunConfig",
+    "TrainConfig",
+    "_build",
+    "_fail",
+    "_positive",
+    "_seeds",
+    "_unique",
+    "load_config",
+    "parse_config",
+    "read_params",
+    "resolve_params_file",
+    "run_id",
+    "use_profile",
 ]

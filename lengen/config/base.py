@@ -5,6 +5,7 @@ a wrong type or a failed ``__post_init__`` check raises ``ValueError("params: <d
 ``read_params`` reads a params file exactly as DVC does (ruamel.yaml, YAML 1.2), so the values checked
 here are the values DVC hashes and substitutes into ``dvc.yaml``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -69,8 +70,11 @@ def _build(tp, value, key: str):
         unknown = sorted(set(value) - set(fields))
         if unknown:
             _fail(key, f"unknown key(s) {unknown}; allowed: {sorted(fields)}")
-        missing = [n for n, f in fields.items() if n not in value
-                   and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        missing = [
+            n
+            for n, f in fields.items()
+            if n not in value and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
         if missing:
             _fail(key, f"missing key(s) {missing}")
         kwargs = {n: _build(hints[n], v, f"{key}.{n}") for n, v in value.items()}

@@ -9,6 +9,7 @@ DVC itself fail while reading dvc.yaml), and it is the pipeline's first stage (`
 re-runs whenever params.yaml changes, and an unchanged stamp lets DVC skip every stage whose own
 parameters did not change.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(STAMP, indent=2, sort_keys=True) + "\n")
-    print(f"ok: profile {cfg.profile}, {len(cfg.all_runs())} runs ({len(cfg.runs())} experiment, "
-          f"{len(cfg.ablation_runs())} ablation, {len(cfg.grid_runs())} grid)"
-          + "".join(f", {s}" for s in ("heads", "pretrained", "formal") if getattr(cfg, s) is not None))
+    print(
+        f"ok: profile {cfg.profile}, {len(cfg.all_runs())} runs ({len(cfg.runs())} experiment, "
+        f"{len(cfg.ablation_runs())} ablation, {len(cfg.grid_runs())} grid)"
+        + "".join(f", {s}" for s in ("heads", "pretrained", "formal") if getattr(cfg, s) is not None)
+    )
     return 0

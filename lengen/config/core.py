@@ -4,27 +4,29 @@ A *run* is one training job: a task group x a position encoding x an initializat
 (:meth:`lengen.config.Config.run`). Baselines are groups too (a main task with no auxiliaries), named by the
 ``baseline`` field of the group they are the baseline of.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from lengen import paths
 from lengen.config.base import MODEL_INITS, POS_ENCODINGS, PRECISIONS, _fail, _positive, _seeds, _unique
+from lengen.tasks import get_task
 
 
 @dataclass(frozen=True)
 class DataConfig:
     seed: int  # seed of the training stream and the evaluation sets; held fixed across init seeds
-    holdout_modulus: int  # a prompt is evaluation-only iff hash(task, prompt) % holdout_modulus == 0
+    holdout_modulus: int  # a prompt is evaluation-only (under every task) iff hash(prompt) % holdout_modulus == 0
     n_eval: int  # examples per (task, length) in the final evaluation
     n_eval_during_training: int  # examples per (task, length) at intermediate evaluations
     eval_step: int  # evaluate lengths 1, 1+step, ... up to each group's eval_max (eval_max always included)
+    leak_check_batches: int = 0  # training batches per run the data stage searches for evaluation prompts; 0 = all
 
     def __post_init__(self):
+        _positive("data.leak_check_batches", self.leak_check_batches, allow_zero=True)
         if self.holdout_modulus < 2:
             _fail("data.holdout_modulus", f"must be >= 2 (1 would hold out every prompt), got {self.holdout_modulus}")
         for k in ("n_eval", "n_eval_during_training", "eval_step"):
@@ -95,8 +97,10 @@ class TrainConfig:
         _positive("train.num_workers", self.num_workers, allow_zero=True)
         _positive("train.length_buckets", self.length_buckets)
         if self.length_buckets > self.batch_size // self.devices:
-            _fail("train.length_buckets", f"{self.length_buckets} chunks of a per-device batch of "
-                                          f"{self.batch_size // self.devices} rows")
+            _fail(
+                "train.length_buckets",
+                f"{self.length_buckets} chunks of a per-device batch of {self.batch_size // self.devices} rows",
+            )
         if self.batch_size % self.devices:
             _fail("train.devices", f"devices={self.devices} does not divide batch_size={self.batch_size}")
         _positive("train.grad_clip", self.grad_clip, allow_zero=True)
@@ -128,8 +132,6 @@ class GroupConfig:
     train: dict[str, typing.Any] = field(default_factory=dict)
 
     def __post_init__(self):
-        from lengen.tasks import get_task
-
         if len(self.main) != 1:
             _fail("groups.*.main", f"needs exactly one task, got {list(self.main) or 'none'}")
         for name, max_len in {**self.main, **self.aux}.items():
@@ -186,12 +188,13 @@ class GroupConfig:
         the length-ratio grid's cells (:meth:`GridConfig.cell_group`) span every ratio on purpose."""
         short = {t: n for t, n in self.aux.items() if n <= self.main_max}
         if short:
-            _fail(f"{key}.aux", f"auxiliary {short} not trained longer than the main task "
-                                f"{self.main_task!r} ({self.main_max}); an auxiliary's max length must exceed it")
+            _fail(
+                f"{key}.aux",
+                f"auxiliary {short} not trained longer than the main task "
+                f"{self.main_task!r} ({self.main_max}); an auxiliary's max length must exceed it",
+            )
 
     def eval_lengths(self, task: str, step: int) -> list[int]:
-        from lengen.tasks import get_task
-
         t = get_task(task)
         hi = min(self.eval_max, t.max_length or self.eval_max)
         return sorted(set(range(t.min_length, hi + 1, step)) | {hi} | {self.tasks[task]})
@@ -256,8 +259,13 @@ class GridConfig:
     def cell_group(self, template: GroupConfig, main: int, aux: int) -> GroupConfig:
         if not template.aux:
             _fail("grid.group", "the template group needs auxiliaries")
-        return GroupConfig(main={template.main_task: main}, aux=dict.fromkeys(template.aux, aux),
-                           eval_max=self.eval_max, model=template.model, train=template.train)
+        return GroupConfig(
+            main={template.main_task: main},
+            aux=dict.fromkeys(template.aux, aux),
+            eval_max=self.eval_max,
+            model=template.model,
+            train=template.train,
+        )
 
 
 @dataclass(frozen=True)
@@ -273,22 +281,6 @@ class RunConfig:
     train: TrainConfig
     data: DataConfig
 
-    def model_config(self):
-        from lengen.model import ModelConfig
-        from lengen.tokenizer import default_tokenizer
-
-        m = self.model
-        return ModelConfig(
-            vocab_size=len(default_tokenizer()), n_layer=m.n_layer, n_head=m.n_head, d_model=m.d_model,
-            d_mlp=m.d_mlp, max_seq_len=m.max_seq_len, pos_encoding=self.pos_encoding,
-            rope_base=m.rope_base, tie_embeddings=m.tie_embeddings, init=m.init,
-        )
-
-    @property
-    def run_dir(self) -> Path:
-        return paths.RUNS_DIR / self.run_id
-
 
 def run_id(group: str, pos_encoding: str, seed: int) -> str:
     return f"{group}-{pos_encoding}-s{seed}"
-

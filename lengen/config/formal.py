@@ -18,6 +18,7 @@ language names are copies of the registries' keys (lengen.formal.algorithmic.ALG
 lengen.formal.languages.LANGUAGES; tests/test_config_sections.py checks them), so that loading the config,
 which every stage does, does not depend on the formal tasks' code.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -25,11 +26,35 @@ from dataclasses import dataclass
 
 from lengen.config.base import PRECISIONS, _fail, _positive, _unique
 
-FORMAL_ALGORITHMIC = ("bin_majority", "majority", "bin_majority_interleave", "unique_copy", "repeat_copy", "sort",
-                      "parity", "addition")
-FORMAL_LANGUAGES = ("D-2", "D-3", "D-4", "D-12", "Tomita-1", "Tomita-2", "Tomita-3", "Tomita-4", "Tomita-5",
-                    "Tomita-6", "Tomita-7", "aa*bb*cc*dd*ee*", "{a,b}*d{b,c}*", "(aa)*", "(aaaa)*", "(abab)*",
-                    "{0,1,2}*02*")
+FORMAL_ALGORITHMIC = (
+    "bin_majority",
+    "majority",
+    "bin_majority_interleave",
+    "unique_copy",
+    "repeat_copy",
+    "sort",
+    "parity",
+    "addition",
+)
+FORMAL_LANGUAGES = (
+    "D-2",
+    "D-3",
+    "D-4",
+    "D-12",
+    "Tomita-1",
+    "Tomita-2",
+    "Tomita-3",
+    "Tomita-4",
+    "Tomita-5",
+    "Tomita-6",
+    "Tomita-7",
+    "aa*bb*cc*dd*ee*",
+    "{a,b}*d{b,c}*",
+    "(aa)*",
+    "(aaaa)*",
+    "(abab)*",
+    "{0,1,2}*02*",
+)
 FORMAL_MAX_LENGTH = 600  # lengen.formal.languages.MAX_LENGTH: the longest string its count tables cover
 PES = ("ape", "nope")
 
@@ -70,26 +95,26 @@ class FormalGrid:
     def archs(self) -> list[Arch]:
         """Every grid point, smallest model first (the selection's tie-break), then larger lr first."""
         archs = [Arch(*p) for p in itertools.product(self.n_layer, self.n_head, self.d_model, self.lr)]
-        return sorted(archs, key=lambda a: (a.n_layer * a.d_model ** 2, a.n_layer, a.n_head, -a.lr))
+        return sorted(archs, key=lambda a: (a.n_layer * a.d_model**2, a.n_layer, a.n_head, -a.lr))
 
 
 @dataclass(frozen=True)
 class FormalTrain:
     steps: int
     batch_size: int
-    eval_every: int                  # early-stopping check on the in-distribution bin every this many steps
-    early_stop: bool = True          # stop once the in-distribution check is at 100% (the paper's rule)
+    eval_every: int  # early-stopping check on the in-distribution bin every this many steps
+    early_stop: bool = True  # stop once the in-distribution check is at 100% (the paper's rule)
     warmup_frac: float = 0.0
-    decay_frac: float = 1.0          # the paper: linear decay over all steps; ours: cosine over this fraction
+    decay_frac: float = 1.0  # the paper: linear decay over all steps; ours: cosine over this fraction
     weight_decay: float = 0.01
     beta1: float = 0.9
     beta2: float = 0.999
     grad_clip: float = 1.0
-    mlp_ratio: int = 4               # d_mlp = mlp_ratio * d_model (GPT-2's 4)
-    reg_coef: float = 0.0            # positional-attention regularizer (APE only); the paper tries 1e-4, 1e-3
+    mlp_ratio: int = 4  # d_mlp = mlp_ratio * d_model (GPT-2's 4)
+    reg_coef: float = 0.0  # positional-attention regularizer (APE only); the paper tries 1e-4, 1e-3
     precision: str = "32-true"
-    threads: int = 2                 # torch threads per run
-    workers: int = 1                 # runs trained side by side, each in its own process (threads each)
+    threads: int = 2  # torch threads per run
+    workers: int = 1  # runs trained side by side, each in its own process (threads each)
 
     def __post_init__(self):
         for k in ("steps", "batch_size", "eval_every", "mlp_ratio", "threads", "workers"):
@@ -137,8 +162,11 @@ class FormalConfig:
         if self.bins[-1][1] > FORMAL_MAX_LENGTH:
             _fail("formal.bins", f"the last bin ends at {self.bins[-1][1]} > {FORMAL_MAX_LENGTH} (language tables)")
         if {"unique_copy", "sort"} & set(self.algorithmic) and self.vocab_size < self.bins[-1][1]:
-            _fail("formal.vocab_size", f"{self.vocab_size} < longest input {self.bins[-1][1]}: unique copy and "
-                                       "sort need that many distinct tokens")
+            _fail(
+                "formal.vocab_size",
+                f"{self.vocab_size} < longest input {self.bins[-1][1]}: unique copy and "
+                "sort need that many distinct tokens",
+            )
         for k in ("n_eval", "n_eval_during", "seeds"):
             if getattr(self, k) < 1:
                 _fail(f"formal.{k}", f"must be >= 1, got {getattr(self, k)}")

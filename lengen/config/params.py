@@ -1,4 +1,5 @@
 """The whole params file: :class:`Config`, its top-level sections, ``parse_config`` and ``load_config``."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,6 +21,7 @@ from lengen.config.core import (
 )
 from lengen.config.formal import FormalConfig
 from lengen.config.sections import HeadsConfig, PretrainedParams
+from lengen.tasks import get_task
 
 
 @dataclass(frozen=True)
@@ -39,10 +41,8 @@ class Config:
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
-        from lengen.tasks import get_task
-
         for section, e in (("experiment", self.experiment), ("ablation", self.ablation)):
-            for g in (e.groups if e else []):
+            for g in e.groups if e else []:
                 if g not in self.groups:
                     _fail(f"{section}.groups", f"unknown group {g!r}; defined groups: {sorted(self.groups)}")
         for g, group in self.groups.items():
@@ -59,8 +59,11 @@ class Config:
             for section in ("model", "train") if base is not None else ():
                 mine, theirs = getattr(group, section), getattr(self.groups[base], section)
                 if mine != theirs:
-                    _fail(f"groups.{g}.{section}", f"{mine} differs from its baseline {base!r}'s "
-                          f"{theirs} (a baseline is the same run without auxiliaries)")
+                    _fail(
+                        f"groups.{g}.{section}",
+                        f"{mine} differs from its baseline {base!r}'s "
+                        f"{theirs} (a baseline is the same run without auxiliaries)",
+                    )
         if self.grid is not None and self.grid.group not in self.groups:
             _fail("grid.group", f"unknown group {self.grid.group!r}; defined groups: {sorted(self.groups)}")
         # Every evaluation sequence must fit the position range: <bos> <marker> prompt target <eos>.
@@ -79,7 +82,7 @@ class Config:
                     )
         # The head analysis compares a main task with its auxiliaries: a defined group without any has no
         # gap to explain. A group named there but not defined is allowed (reported "not run").
-        for names in (self.heads.groups.values() if self.heads else []):
+        for names in self.heads.groups.values() if self.heads else []:
             for g in names:
                 if g in self.groups and not self.groups[g].aux:
                     _fail("heads.groups", f"{g!r} has no auxiliary task, so nothing to compare")
@@ -91,8 +94,11 @@ class Config:
         m = re.fullmatch(r"grid_m(\d+)_a(\d+)", name)
         if m and self.grid is not None:
             return self.grid.cell_group(self.groups[self.grid.group], int(m[1]), int(m[2]))
-        _fail("run.group", f"unknown group {name!r}; defined groups: {sorted(self.groups)}"
-              + (" (grid cells: grid_m<main>_a<aux>)" if self.grid else ""))
+        _fail(
+            "run.group",
+            f"unknown group {name!r}; defined groups: {sorted(self.groups)}"
+            + (" (grid cells: grid_m<main>_a<aux>)" if self.grid else ""),
+        )
 
     def model_for(self, group: str) -> ModelParams:
         """The model of a group's runs: the shared ``model`` section with the group's overrides."""
@@ -120,8 +126,13 @@ class Config:
         if pos_encoding not in POS_ENCODINGS:
             _fail("run.pos_encoding", f"{pos_encoding!r} is not one of {POS_ENCODINGS}")
         return RunConfig(
-            run_id=run_id(group, pos_encoding, seed), group_name=group, group=group_cfg,
-            pos_encoding=pos_encoding, seed=int(seed), model=self.model_for(group), train=self.train_for(group),
+            run_id=run_id(group, pos_encoding, seed),
+            group_name=group,
+            group=group_cfg,
+            pos_encoding=pos_encoding,
+            seed=int(seed),
+            model=self.model_for(group),
+            train=self.train_for(group),
             data=self.data,
         )
 
@@ -147,9 +158,19 @@ SECTIONS = ("profile", "data", "model", "train", "groups", "experiment")  # requ
 OPTIONAL_SECTIONS = ("grid", "ablation", "heads", "pretrained", "formal")
 # The analysis stages' sections, also kept raw in Config.extra for readers that parse them themselves.
 OTHER_SECTIONS = ("heads", "pretrained", "formal")
-_TYPES = {"profile": str, "data": DataConfig, "model": ModelParams, "train": TrainConfig,
-          "groups": dict[str, GroupConfig], "experiment": ExperimentConfig, "grid": GridConfig,
-          "ablation": ExperimentConfig, "heads": HeadsConfig, "pretrained": PretrainedParams, "formal": FormalConfig}
+_TYPES = {
+    "profile": str,
+    "data": DataConfig,
+    "model": ModelParams,
+    "train": TrainConfig,
+    "groups": dict[str, GroupConfig],
+    "experiment": ExperimentConfig,
+    "grid": GridConfig,
+    "ablation": ExperimentConfig,
+    "heads": HeadsConfig,
+    "pretrained": PretrainedParams,
+    "formal": FormalConfig,
+}
 
 
 def parse_config(raw: dict) -> Config:

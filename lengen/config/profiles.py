@@ -4,6 +4,7 @@
 differ from its own profile's (``dvc exp run -S ...`` or a hand edit) is kept unless ``force`` is given.
 Values are compared, not text, so comments and layout do not count as edits.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -51,8 +52,7 @@ def edits(target: Path, profiles_dir: Path | None = None) -> list[str]:
     return differences(copies[named], current)
 
 
-def use_profile(name: str, target: Path | None = None, force: bool = False,
-                profiles_dir: Path | None = None) -> Path:
+def use_profile(name: str, target: Path | None = None, force: bool = False, profiles_dir: Path | None = None) -> Path:
     """Copy ``profiles/<name>.yaml`` over ``target`` (default ``params.yaml``) after validating it.
 
     Refuses (``ValueError``) when ``target`` holds edits, i.e. differs from every profile, unless ``force``.
@@ -69,6 +69,7 @@ def use_profile(name: str, target: Path | None = None, force: bool = False,
             shown = "\n  ".join(changed[:20]) + (f"\n  ... and {len(changed) - 20} more" if len(changed) > 20 else "")
             raise ValueError(
                 f"{dst} has edits that `use {name}` would overwrite (compared with its profile):\n  {shown}\n"
-                f"Keep them in a profile of your own, or overwrite them: python -m lengen.config use {name} --force")
+                f"Keep them in a profile of your own, or overwrite them: python -m lengen.config use {name} --force"
+            )
     shutil.copyfile(src, dst)
     return dst

@@ -5,6 +5,7 @@ They are parsed by :func:`lengen.config.load_config` with every other section (`
 Checks against other sections (a head-analysis group must have auxiliaries) live in
 :class:`lengen.config.Config`.
 """
+
 from __future__ import annotations
 
 import dataclasses

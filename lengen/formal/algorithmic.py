@@ -16,13 +16,14 @@ Each task is a generator ``(rng, length) -> Example(input, answer)`` over its ow
 ``sequence(ex)`` gives the full token list, ``answer_start(ex)`` the index of ``<sep>``: the positions
 ``answer_start .. len-2`` predict the answer tokens and ``<eos>``.
 """
+
 from __future__ import annotations
 
 import random
 import string
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from lengen.tokenizer import BOS, EOS, SEP, SPECIALS, Tokenizer
 
@@ -153,18 +154,26 @@ def addition(rng: random.Random, n: int) -> Example:
 def make_tasks(vocab_size: int = PAPER_VOCAB) -> dict[str, AlgorithmicTask]:
     """The 8 tasks; ``vocab_size`` sets unique copy's and sort's vocabulary (>= the longest input)."""
     big = big_vocab(vocab_size)
-    return {t.name: t for t in (
-        AlgorithmicTask("bin_majority", ("0", "1"), bin_majority),
-        AlgorithmicTask("majority", LETTERS, majority),
-        AlgorithmicTask("bin_majority_interleave", ("0", "1"), bin_majority_interleave, min_length=3,
-                        length_step=3, answer_len=lambda n: 3),
-        AlgorithmicTask("unique_copy", big, lambda rng, n: unique_copy(rng, n, vocab_size),
-                        answer_len=lambda n: n),
-        AlgorithmicTask("repeat_copy", ("a", "b"), repeat_copy, answer_len=lambda n: n),
-        AlgorithmicTask("sort", big, lambda rng, n: sort(rng, n, vocab_size), answer_len=lambda n: n),
-        AlgorithmicTask("parity", ("0", "1", "e", "o"), parity),
-        AlgorithmicTask("addition", ("0", "1", "+", "="), addition, min_length=4, answer_len=lambda n: n - 2),
-    )}
+    return {
+        t.name: t
+        for t in (
+            AlgorithmicTask("bin_majority", ("0", "1"), bin_majority),
+            AlgorithmicTask("majority", LETTERS, majority),
+            AlgorithmicTask(
+                "bin_majority_interleave",
+                ("0", "1"),
+                bin_majority_interleave,
+                min_length=3,
+                length_step=3,
+                answer_len=lambda n: 3,
+            ),
+            AlgorithmicTask("unique_copy", big, lambda rng, n: unique_copy(rng, n, vocab_size), answer_len=lambda n: n),
+            AlgorithmicTask("repeat_copy", ("a", "b"), repeat_copy, answer_len=lambda n: n),
+            AlgorithmicTask("sort", big, lambda rng, n: sort(rng, n, vocab_size), answer_len=lambda n: n),
+            AlgorithmicTask("parity", ("0", "1", "e", "o"), parity),
+            AlgorithmicTask("addition", ("0", "1", "+", "="), addition, min_length=4, answer_len=lambda n: n - 2),
+        )
+    }
 
 
 ALGORITHMIC = make_tasks()

@@ -4,6 +4,7 @@
 ``python -m lengen.config check`` rejects a bad ``formal:`` section before any stage runs; ``load_formal(cfg)``
 returns it.
 """
+
 from __future__ import annotations
 
 from lengen.config import Config, _build, _fail

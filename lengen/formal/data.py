@@ -16,6 +16,7 @@ a pool sampled once per run (uniform members, ``pool_per_length`` per training l
 automaton sampler is vectorized over strings of one length. Evaluation sets are seeded by
 (data seed, task, bin), identical for every config and seed.
 """
+
 from __future__ import annotations
 
 import random
@@ -54,8 +55,8 @@ def seed_of(*parts) -> int:
 @dataclass(frozen=True)
 class Encoded:
     ids: list[int]
-    labels: list[int] | None = None       # lm
-    targets: np.ndarray | None = None     # multilabel: (len(ids), n_outputs) bool
+    labels: list[int] | None = None  # lm
+    targets: np.ndarray | None = None  # multilabel: (len(ids), n_outputs) bool
 
 
 def encode(task: Task, tok: Tokenizer, item) -> Encoded:
@@ -66,7 +67,7 @@ def encode(task: Task, tok: Tokenizer, item) -> Encoded:
     ids = [tok.stoi[t] for t in seq]
     start = task.answer_start(item)
     labels = [IGNORE] * len(ids)
-    labels[start:-1] = ids[start + 1:]  # position i predicts token i + 1
+    labels[start:-1] = ids[start + 1 :]  # position i predicts token i + 1
     return Encoded(ids, labels=labels)
 
 
@@ -108,8 +109,7 @@ def sample_items(task: Task, lo: int, hi: int, n: int, seed: int) -> list:
 
 def eval_sets(task: Task, bins: list[list[int]], n: int, data_seed: int) -> dict[str, list]:
     """{"lo-hi": n examples} per bin, seeded by (data seed, task, bin)."""
-    return {f"{lo}-{hi}": sample_items(task, lo, hi, n, seed_of(data_seed, task.name, lo, hi))
-            for lo, hi in bins}
+    return {f"{lo}-{hi}": sample_items(task, lo, hi, n, seed_of(data_seed, task.name, lo, hi)) for lo, hi in bins}
 
 
 class TrainStream(torch.utils.data.IterableDataset):
@@ -118,8 +118,18 @@ class TrainStream(torch.utils.data.IterableDataset):
     example gets a random position offset so that every row of the position table up to the longest test
     sequence is trained."""
 
-    def __init__(self, task: Task, tok: Tokenizer, lo: int, hi: int, batch_size: int, seed: int,
-                 max_positions: int | None = None, pool_per_length: int = 256, start_step: int = 0):
+    def __init__(
+        self,
+        task: Task,
+        tok: Tokenizer,
+        lo: int,
+        hi: int,
+        batch_size: int,
+        seed: int,
+        max_positions: int | None = None,
+        pool_per_length: int = 256,
+        start_step: int = 0,
+    ):
         self.task, self.tok, self.lo, self.hi = task, tok, lo, hi
         self.batch_size, self.seed, self.max_positions = batch_size, seed, max_positions
         self.start_step = start_step
@@ -134,13 +144,13 @@ class TrainStream(torch.utils.data.IterableDataset):
             items = rng.choices(self.pool, k=self.batch_size)
         else:
             lengths = self.task.lengths(self.lo, self.hi)
-            items = [encode(self.task, self.tok, self.task.sample(rng, rng.choice(lengths)))
-                     for _ in range(self.batch_size)]
+            items = [
+                encode(self.task, self.tok, self.task.sample(rng, rng.choice(lengths))) for _ in range(self.batch_size)
+            ]
         batch = collate(items, self.tok.pad_id)
         if self.max_positions is not None:
             T = batch["input_ids"].shape[1]
-            batch["pos_offset"] = torch.tensor(
-                [rng.randint(0, self.max_positions - T) for _ in range(self.batch_size)])
+            batch["pos_offset"] = torch.tensor([rng.randint(0, self.max_positions - T) for _ in range(self.batch_size)])
         return batch
 
     def __iter__(self):

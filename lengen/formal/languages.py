@@ -10,8 +10,8 @@ string counts as correct only if every position's set is right (a multi-label pr
 Every language here is regular (D-n is Dyck-1 with depth bounded by n), so one generic :class:`Dfa`
 does the work: members of length n are drawn uniformly at random by counting accepted completions
 (``counts[k][q]`` = number of accepted strings of length k from state q, in float64: only their
-ratios matter, and no language here has more than 3^n members of length n ≤ 600), and the legal-next sets come from which transitions stay *live*
-(can still reach acceptance). Worked example, D-2 (``(a (ab)* b)*``)::
+ratios matter, and no language here has more than 3^n members of length n ≤ 600), and the legal-next sets
+come from which transitions stay *live* (can still reach acceptance). Worked example, D-2 (``(a (ab)* b)*``)::
 
     >>> lang = LANGUAGES["D-2"]
     >>> lang.legal_next("aab")
@@ -19,11 +19,12 @@ ratios matter, and no language here has more than 3^n members of length n ≤ 60
 
 (after ``<bos>``: a or end; after ``a``: a or b; after ``aa``, depth 2: only b; after ``aab``: a or b.)
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Callable, Hashable
 
 import numpy as np
 
@@ -161,25 +162,38 @@ class Dfa:
 
 def dyck_depth(n: int) -> Dfa:
     """D-n = (a D-(n−1) b)*, D-0 = ε: balanced a/b strings whose depth never exceeds n."""
-    return Dfa(f"D-{n}", ("a", "b"), 0,
-               lambda d, c: (d + 1 if d < n else None) if c == "a" else (d - 1 if d > 0 else None),
-               lambda d: d == 0)
+    return Dfa(
+        f"D-{n}",
+        ("a", "b"),
+        0,
+        lambda d, c: (d + 1 if d < n else None) if c == "a" else (d - 1 if d > 0 else None),
+        lambda d: d == 0,
+    )
 
 
 def _tomita3(q, c):
     # q: "even" (no pending odd 1-run), "odd1" (inside an odd 1-run), "odd1_odd0" (odd 1-run then odd
     # 0-run: rejecting), "odd1_even0" (odd 1-run then even 0-run)
-    table = {("even", "0"): "even", ("even", "1"): "odd1", ("odd1", "1"): "even", ("odd1", "0"): "odd1_odd0",
-             ("odd1_odd0", "0"): "odd1_even0", ("odd1_odd0", "1"): None,
-             ("odd1_even0", "0"): "odd1_odd0", ("odd1_even0", "1"): "odd1"}
+    table = {
+        ("even", "0"): "even",
+        ("even", "1"): "odd1",
+        ("odd1", "1"): "even",
+        ("odd1", "0"): "odd1_odd0",
+        ("odd1_odd0", "0"): "odd1_even0",
+        ("odd1_odd0", "1"): None,
+        ("odd1_even0", "0"): "odd1_odd0",
+        ("odd1_even0", "1"): "odd1",
+    }
     return table[(q, c)]
 
 
 def _blocks(letters: str) -> Callable:
     """a+b+c+…: state = index of the current block (0 = nothing read yet)."""
+
     def step(q, c):
         k = letters.index(c) + 1
         return k if k in (q, q + 1) else None
+
     return step
 
 
@@ -188,26 +202,49 @@ def _cycle(word: str) -> Callable:
     return lambda q, c: (q + 1) % len(word) if word[q] == c else None
 
 
-LANGUAGES: dict[str, Dfa] = {lang.name: lang for lang in (
-    dyck_depth(2), dyck_depth(3), dyck_depth(4), dyck_depth(12),
-    Dfa("Tomita-1", ("0", "1"), 0, lambda q, c: 0 if c == "1" else None, lambda q: True),          # 1*
-    Dfa("Tomita-2", ("0", "1"), 0, _cycle("10"), lambda q: q == 0),                                   # (10)*
-    Dfa("Tomita-3", ("0", "1"), "even", _tomita3, lambda q: q != "odd1_odd0"),  # no odd 1-run then odd 0-run
-    Dfa("Tomita-4", ("0", "1"), 0, lambda q, c: 0 if c == "1" else (q + 1 if q < 2 else None),
-        lambda q: True),                                                                               # no 000
-    Dfa("Tomita-5", ("0", "1"), (0, 0), lambda q, c: (1 - q[0], q[1]) if c == "0" else (q[0], 1 - q[1]),
-        lambda q: q == (0, 0)),                                                                        # even #0, #1
-    Dfa("Tomita-6", ("0", "1"), 0, lambda q, c: (q + 1) % 3 if c == "0" else (q - 1) % 3,
-        lambda q: q == 0),                                                                             # #0-#1 = 0 mod 3
-    Dfa("Tomita-7", ("0", "1"), 0, lambda q, c: q + (int(c) != q % 2) if q + (int(c) != q % 2) < 4 else None,
-        lambda q: True),                                                                               # 0*1*0*1*
-    Dfa("aa*bb*cc*dd*ee*", tuple("abcde"), 0, _blocks("abcde"), lambda q: q == 5),
-    Dfa("{a,b}*d{b,c}*", tuple("abcd"), 0,
-        lambda q, c: (0 if c in "ab" else 1 if c == "d" else None) if q == 0 else (1 if c in "bc" else None),
-        lambda q: q == 1),
-    Dfa("(aa)*", ("a",), 0, _cycle("aa"), lambda q: q == 0),
-    Dfa("(aaaa)*", ("a",), 0, _cycle("aaaa"), lambda q: q == 0),
-    Dfa("(abab)*", ("a", "b"), 0, _cycle("abab"), lambda q: q == 0),
-    Dfa("{0,1,2}*02*", ("0", "1", "2"), 0, lambda q, c: 1 if c == "0" else 0 if c == "1" else q,
-        lambda q: q == 1),                                                                             # last non-2 is 0
-)}
+LANGUAGES: dict[str, Dfa] = {
+    lang.name: lang
+    for lang in (
+        dyck_depth(2),
+        dyck_depth(3),
+        dyck_depth(4),
+        dyck_depth(12),
+        Dfa("Tomita-1", ("0", "1"), 0, lambda q, c: 0 if c == "1" else None, lambda q: True),  # 1*
+        Dfa("Tomita-2", ("0", "1"), 0, _cycle("10"), lambda q: q == 0),  # (10)*
+        Dfa("Tomita-3", ("0", "1"), "even", _tomita3, lambda q: q != "odd1_odd0"),  # no odd 1-run then odd 0-run
+        Dfa(
+            "Tomita-4", ("0", "1"), 0, lambda q, c: 0 if c == "1" else (q + 1 if q < 2 else None), lambda q: True
+        ),  # no 000
+        Dfa(
+            "Tomita-5",
+            ("0", "1"),
+            (0, 0),
+            lambda q, c: (1 - q[0], q[1]) if c == "0" else (q[0], 1 - q[1]),
+            lambda q: q == (0, 0),
+        ),  # even #0, #1
+        Dfa(
+            "Tomita-6", ("0", "1"), 0, lambda q, c: (q + 1) % 3 if c == "0" else (q - 1) % 3, lambda q: q == 0
+        ),  # #0-#1 = 0 mod 3
+        Dfa(
+            "Tomita-7",
+            ("0", "1"),
+            0,
+            lambda q, c: q + (int(c) != q % 2) if q + (int(c) != q % 2) < 4 else None,
+            lambda q: True,
+        ),  # 0*1*0*1*
+        Dfa("aa*bb*cc*dd*ee*", tuple("abcde"), 0, _blocks("abcde"), lambda q: q == 5),
+        Dfa(
+            "{a,b}*d{b,c}*",
+            tuple("abcd"),
+            0,
+            lambda q, c: (0 if c in "ab" else 1 if c == "d" else None) if q == 0 else (1 if c in "bc" else None),
+            lambda q: q == 1,
+        ),
+        Dfa("(aa)*", ("a",), 0, _cycle("aa"), lambda q: q == 0),
+        Dfa("(aaaa)*", ("a",), 0, _cycle("aaaa"), lambda q: q == 0),
+        Dfa("(abab)*", ("a", "b"), 0, _cycle("abab"), lambda q: q == 0),
+        Dfa(
+            "{0,1,2}*02*", ("0", "1", "2"), 0, lambda q, c: 1 if c == "0" else 0 if c == "1" else q, lambda q: q == 1
+        ),  # last non-2 is 0
+    )
+}

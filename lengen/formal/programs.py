@@ -18,15 +18,15 @@ The executable predictor therefore predicts NoPE unique copy *should* generalize
 it does not (18% / 0%). Which of the two gives way (the C-RASP ↔ NoPE correspondence, or the label)
 is for the README to discuss, not for this module to hide.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from functools import lru_cache
-from typing import Callable, Mapping
 
 import numpy as np
 
-from lengen.crasp import (BoolExpr, Evaluator, TRUE, all_of, any_of, cond, count, eq, features, let, periodic, tok,
-                          total)
+from lengen.crasp import TRUE, BoolExpr, Evaluator, all_of, any_of, cond, count, eq, features, let, periodic, tok, total
 from lengen.formal.algorithmic import LETTERS, big_vocab, make_tasks
 from lengen.formal.languages import LANGUAGES
 from lengen.tokenizer import BOS, EOS, SEP
@@ -36,45 +36,72 @@ FRAGMENTS = {"ape": "C-RASP[periodic, local]", "nope": "C-RASP"}
 
 # The paper's labels: (APE, NoPE) expressible?
 PAPER_LABELS: dict[str, tuple[bool, bool]] = {
-    "bin_majority": (True, True), "majority": (True, True), "bin_majority_interleave": (True, False),
-    "unique_copy": (True, False), "repeat_copy": (False, False), "sort": (True, True),
-    "parity": (False, False), "addition": (False, False),
-    "D-2": (True, True), "D-3": (True, True), "D-4": (True, True), "D-12": (True, True),
-    "Tomita-1": (True, True), "Tomita-2": (True, True), "Tomita-3": (False, False),
-    "Tomita-4": (True, False), "Tomita-5": (False, False), "Tomita-6": (False, False),
-    "Tomita-7": (True, True), "aa*bb*cc*dd*ee*": (True, True), "{a,b}*d{b,c}*": (True, True),
-    "(aa)*": (True, False), "(aaaa)*": (True, False), "(abab)*": (True, False), "{0,1,2}*02*": (False, False),
+    "bin_majority": (True, True),
+    "majority": (True, True),
+    "bin_majority_interleave": (True, False),
+    "unique_copy": (True, False),
+    "repeat_copy": (False, False),
+    "sort": (True, True),
+    "parity": (False, False),
+    "addition": (False, False),
+    "D-2": (True, True),
+    "D-3": (True, True),
+    "D-4": (True, True),
+    "D-12": (True, True),
+    "Tomita-1": (True, True),
+    "Tomita-2": (True, True),
+    "Tomita-3": (False, False),
+    "Tomita-4": (True, False),
+    "Tomita-5": (False, False),
+    "Tomita-6": (False, False),
+    "Tomita-7": (True, True),
+    "aa*bb*cc*dd*ee*": (True, True),
+    "{a,b}*d{b,c}*": (True, True),
+    "(aa)*": (True, False),
+    "(aaaa)*": (True, False),
+    "(abab)*": (True, False),
+    "{0,1,2}*02*": (False, False),
 }
 
-_COMM = ("communication complexity (paper §5): a C-RASP[periodic, local] program, split between two "
-         "halves of the input, needs only O(log n) bits of communication, but ")
-_MOD = ("a modular count over an unbounded window: C-RASP compares counts but cannot take them modulo "
-        "a constant, and periodic predicates see absolute positions, not counts of symbols; ")
+_COMM = (
+    "communication complexity (paper §5): a C-RASP[periodic, local] program, split between two "
+    "halves of the input, needs only O(log n) bits of communication, but "
+)
+_MOD = (
+    "a modular count over an unbounded window: C-RASP compares counts but cannot take them modulo "
+    "a constant, and periodic predicates see absolute positions, not counts of symbols; "
+)
 NOT_EXPRESSIBLE: dict[tuple[str, str], str] = {
-    **{(t, pe): r for pe in ("ape", "nope") for t, r in {
-        "repeat_copy": _COMM + "copying a string with repeated tokens lets the second half recover all n "
-                               "bits of the first (Ω(n) communication).",
-        "parity": _COMM + "parity also needs Ω(n) communication in this model (the paper's proof); with no "
-                          "positional shortcut it is the classic unlearnable case.",
-        "addition": _COMM + "most-significant-bit-first addition: each output bit depends on a carry "
-                            "from arbitrarily far to the right (Ω(n) communication).",
-        "Tomita-3": _MOD + "legality needs the parity of the current runs of 1s and 0s.",
-        "Tomita-5": _MOD + "<eos> is legal iff #0 and #1 are both even.",
-        "Tomita-6": _MOD + "<eos> is legal iff #0 − #1 ≡ 0 (mod 3).",
-        "{0,1,2}*02*": "<eos> is legal iff the last symbol other than 2 is 0: that symbol is unboundedly "
-                       "far back (not local) and counts cannot single out the last occurrence.",
-    }.items()},
+    **{
+        (t, pe): r
+        for pe in ("ape", "nope")
+        for t, r in {
+            "repeat_copy": _COMM + "copying a string with repeated tokens lets the second half recover all n "
+            "bits of the first (Ω(n) communication).",
+            "parity": _COMM + "parity also needs Ω(n) communication in this model (the paper's proof); with no "
+            "positional shortcut it is the classic unlearnable case.",
+            "addition": _COMM + "most-significant-bit-first addition: each output bit depends on a carry "
+            "from arbitrarily far to the right (Ω(n) communication).",
+            "Tomita-3": _MOD + "legality needs the parity of the current runs of 1s and 0s.",
+            "Tomita-5": _MOD + "<eos> is legal iff #0 and #1 are both even.",
+            "Tomita-6": _MOD + "<eos> is legal iff #0 − #1 ≡ 0 (mod 3).",
+            "{0,1,2}*02*": "<eos> is legal iff the last symbol other than 2 is 0: that symbol is unboundedly "
+            "far back (not local) and counts cannot single out the last occurrence.",
+        }.items()
+    },
     ("bin_majority_interleave", "nope"): "a bit's stream is its position mod 3: a periodic predicate, "
-                                         "absent without positional encoding.",
+    "absent without positional encoding.",
     ("unique_copy", "nope"): "the paper: copying needs an induction head, i.e. the predecessor relation "
-                             "(local), absent without positional encoding. (But see BEYOND_PAPER.)",
+    "(local), absent without positional encoding. (But see BEYOND_PAPER.)",
     ("Tomita-4", "nope"): "forbidding 000 needs the two previous symbols: the predecessor relation (local).",
     ("(aa)*", "nope"): "<eos> is legal iff the length is even: position mod 2 (periodic).",
     ("(aaaa)*", "nope"): "<eos> is legal iff the length is a multiple of 4: position mod 4 (periodic).",
     ("(abab)*", "nope"): "<eos> is legal iff the length is a multiple of 4: position mod 4 (periodic).",
 }
-BEYOND_PAPER = {("unique_copy", "nope"): "first-occurrence counting: a plain C-RASP program of size "
-                                         "O(|vocabulary|), verified like the others; the paper labels ✗."}
+BEYOND_PAPER = {
+    ("unique_copy", "nope"): "first-occurrence counting: a plain C-RASP program of size "
+    "O(|vocabulary|), verified like the others; the paper labels ✗."
+}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -99,11 +126,15 @@ def interleave_program(period: int = 3) -> Program:
     token (k = answer tokens already produced) is stream r's majority. Needs ``periodic``."""
     after_sep = _after_sep()
     k = let("k", count(after_sep) - 1)  # 0 at <sep>, 1 at the first answer token, …
-    n = {(bit, r): let(f"n{bit}_stream{r}", count(tok(bit) & ~after_sep & periodic(period, (r + 1) % period)))
-         for bit in "01" for r in range(period)}
+    n = {
+        (bit, r): let(f"n{bit}_stream{r}", count(tok(bit) & ~after_sep & periodic(period, (r + 1) % period)))
+        for bit in "01"
+        for r in range(period)
+    }
     prog: dict[str, BoolExpr] = {
         bit: any_of(eq(k, r) & (n[bit, r] > n[other, r]) for r in range(period))
-        for bit, other in (("1", "0"), ("0", "1"))}
+        for bit, other in (("1", "0"), ("0", "1"))
+    }
     prog[EOS] = eq(k, period)
     return prog
 
@@ -117,8 +148,7 @@ def unique_copy_induction(symbols: tuple[str, ...]) -> Program:
     def follows(a: str, s: str) -> BoolExpr:  # a occurred right after s, at or before i
         return count(tok(a) & prev[s]) >= 1
 
-    prog = {a: any_of([tok(SEP) & follows(a, BOS), *(tok(s) & follows(a, s) for s in symbols)])
-            for a in symbols}
+    prog = {a: any_of([tok(SEP) & follows(a, BOS), *(tok(s) & follows(a, s) for s in symbols)]) for a in symbols}
     prog[EOS] = any_of(tok(s) & follows(SEP, s) for s in symbols)
     return prog
 
@@ -255,8 +285,9 @@ assert set(LANGUAGES) <= set(TASK_NAMES)
 # Verification against the task's own generator
 
 
-def expected(task: str, symbols: list[str], length: int, rng, n: int, vocab_size: int = 150
-             ) -> tuple[list[list[str]], np.ndarray, np.ndarray]:
+def expected(
+    task: str, symbols: list[str], length: int, rng, n: int, vocab_size: int = 150
+) -> tuple[list[list[str]], np.ndarray, np.ndarray]:
     """n random sequences of the task at this length, as the program sees them; ``want``
     (|symbols|, n, T): symbol a is a correct next token at position i; ``supervised`` (n, T): the
     positions that are checked (from <sep> on for algorithmic tasks, every position for languages)."""
@@ -280,8 +311,9 @@ def expected(task: str, symbols: list[str], length: int, rng, n: int, vocab_size
     return seqs, want, supervised
 
 
-def count_mismatches(task: str, pe: str, length: int, rng, n: int, vocab_size: int = 150,
-                     prog: Program | None = None) -> int:
+def count_mismatches(
+    task: str, pe: str, length: int, rng, n: int, vocab_size: int = 150, prog: Program | None = None
+) -> int:
     """Run the program (default: this task's for ``pe``) on n random inputs of this length; the number
     of supervised positions where {a : NEXT_a(i)} differs from the correct next-token set."""
     prog = prog if prog is not None else program(task, pe, vocab_size)

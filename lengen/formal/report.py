@@ -15,9 +15,11 @@ parity APE 62% fails). *Agreement* = prediction == observed. The paper's numbers
 per bin for the algorithmic tasks (reference table, mean of 5 seeds); for languages the paper's text
 gives the last bin only as bounds (APE ✓ ≥ 82%, ✗ ≤ 1.2%; NoPE on (aa)*, (aaaa)*, (abab)*, Tomita-4: 0).
 """
+
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import numpy as np
@@ -25,19 +27,28 @@ import pandas as pd
 
 from lengen import paths
 from lengen.crasp import features, size
-from lengen.formal.programs import BEYOND_PAPER, FRAGMENTS, PAPER_LABELS, program, reason
+from lengen.formal.data import get_task
+from lengen.formal.programs import BEYOND_PAPER, FRAGMENTS, PAPER_LABELS, count_mismatches, program, reason
 from lengen.formal.train import FORMAL_DIR, seed_summary
 
 # Reference table, accuracy % per bin [≤50, 51–100, 101–150], mean of 5 seeds.
 PAPER_ALGORITHMIC: dict[tuple[str, str], tuple[float, float, float]] = {
-    ("bin_majority", "ape"): (100, 99.99, 99.96), ("bin_majority", "nope"): (100, 100, 100),
-    ("majority", "ape"): (100, 99.62, 97.81), ("majority", "nope"): (100, 99.86, 98.46),
-    ("bin_majority_interleave", "ape"): (100, 96.75, 84.70), ("bin_majority_interleave", "nope"): (96.16, 68.81, 39.47),
-    ("sort", "ape"): (100, 99.96, 99.37), ("sort", "nope"): (100, 99.81, 80.60),
-    ("unique_copy", "ape"): (100, 99.86, 98.74), ("unique_copy", "nope"): (100, 18.00, 0.00),
-    ("repeat_copy", "ape"): (100, 25.55, 0.00), ("repeat_copy", "nope"): (100, 28.01, 0.00),
-    ("parity", "ape"): (100, 82.95, 62.06), ("parity", "nope"): (97.52, 74.50, 63.30),
-    ("addition", "ape"): (99.74, 26.78, 0.00), ("addition", "nope"): (99.50, 27.69, 0.00),
+    ("bin_majority", "ape"): (100, 99.99, 99.96),
+    ("bin_majority", "nope"): (100, 100, 100),
+    ("majority", "ape"): (100, 99.62, 97.81),
+    ("majority", "nope"): (100, 99.86, 98.46),
+    ("bin_majority_interleave", "ape"): (100, 96.75, 84.70),
+    ("bin_majority_interleave", "nope"): (96.16, 68.81, 39.47),
+    ("sort", "ape"): (100, 99.96, 99.37),
+    ("sort", "nope"): (100, 99.81, 80.60),
+    ("unique_copy", "ape"): (100, 99.86, 98.74),
+    ("unique_copy", "nope"): (100, 18.00, 0.00),
+    ("repeat_copy", "ape"): (100, 25.55, 0.00),
+    ("repeat_copy", "nope"): (100, 28.01, 0.00),
+    ("parity", "ape"): (100, 82.95, 62.06),
+    ("parity", "nope"): (97.52, 74.50, 63.30),
+    ("addition", "ape"): (99.74, 26.78, 0.00),
+    ("addition", "nope"): (99.50, 27.69, 0.00),
 }
 _NOPE_ZERO = {"(aa)*", "(aaaa)*", "(abab)*", "Tomita-4"}
 
@@ -57,24 +68,26 @@ def programs_table(tasks: list[str], pes: list[str]) -> pd.DataFrame:
     for task in tasks:
         for pe in pes:
             prog = program(task, pe)
-            rows.append({"task": task, "pos_encoding": pe, "fragment": FRAGMENTS[pe],
-                         "paper": "✓" if PAPER_LABELS[task][pe == "nope"] else "✗",
-                         "program": "✓" if prog else "✗",
-                         "uses": (", ".join(sorted(features(list(prog.values())))) or "counts only") if prog else "",
-                         "size": size(list(prog.values())) if prog else 0,
-                         "note": BEYOND_PAPER.get((task, pe)) or reason(task, pe) or ""})
+            rows.append(
+                {
+                    "task": task,
+                    "pos_encoding": pe,
+                    "fragment": FRAGMENTS[pe],
+                    "paper": "✓" if PAPER_LABELS[task][pe == "nope"] else "✗",
+                    "program": "✓" if prog else "✗",
+                    "uses": (", ".join(sorted(features(list(prog.values())))) or "counts only") if prog else "",
+                    "size": size(list(prog.values())) if prog else 0,
+                    "note": BEYOND_PAPER.get((task, pe)) or reason(task, pe) or "",
+                }
+            )
     return pd.DataFrame(rows)
 
 
-def verify_programs(tasks: list[str], pes: list[str], lengths: tuple[int, ...] = (10, 50, 150), n: int = 32,
-                    seed: int = 0) -> pd.DataFrame:
+def verify_programs(
+    tasks: list[str], pes: list[str], lengths: tuple[int, ...] = (10, 50, 150), n: int = 32, seed: int = 0
+) -> pd.DataFrame:
     """Run every existing program on n fresh random inputs per length (the nearest feasible length) and
     count positions where it disagrees with the generator — a quick in-notebook rerun of the tests."""
-    import random
-
-    from lengen.formal.data import get_task
-    from lengen.formal.programs import count_mismatches
-
     rng = random.Random(seed)
     rows = []
     for task in tasks:
@@ -84,8 +97,15 @@ def verify_programs(tasks: list[str], pes: list[str], lengths: tuple[int, ...] =
                 continue
             for want in lengths:
                 length = min(feasible, key=lambda x: abs(x - want))
-                rows.append({"task": task, "pos_encoding": pe, "length": length, "inputs": n,
-                             "wrong_positions": count_mismatches(task, pe, length, rng, n)})
+                rows.append(
+                    {
+                        "task": task,
+                        "pos_encoding": pe,
+                        "length": length,
+                        "inputs": n,
+                        "wrong_positions": count_mismatches(task, pe, length, rng, n),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -106,12 +126,21 @@ def predicted_vs_observed(records: pd.DataFrame, threshold: float = 0.8) -> pd.D
         df = df.set_index("bin")
         prog = program(task, pe)
         paper_ok = PAPER_LABELS[task][0 if pe == "ape" else 1]
-        row = {"task": task, "kind": df.kind.iloc[0], "pos_encoding": pe, "fragment": FRAGMENTS[pe],
-               "paper_label": paper_ok, "predicted": prog is not None,
-               "program_uses": (", ".join(sorted(features(list(prog.values())))) or "counts only") if prog else "",
-               "program_size": size(list(prog.values())) if prog else 0,
-               "why_not": reason(task, pe) or "", "beyond_paper": BEYOND_PAPER.get((task, pe), ""),
-               "config": df.config.iloc[0], "fitted": bool(df.fitted.iloc[0]), "n_seeds": len(df.seeds.iloc[0])}
+        row = {
+            "task": task,
+            "kind": df.kind.iloc[0],
+            "pos_encoding": pe,
+            "fragment": FRAGMENTS[pe],
+            "paper_label": paper_ok,
+            "predicted": prog is not None,
+            "program_uses": (", ".join(sorted(features(list(prog.values())))) or "counts only") if prog else "",
+            "program_size": size(list(prog.values())) if prog else 0,
+            "why_not": reason(task, pe) or "",
+            "beyond_paper": BEYOND_PAPER.get((task, pe), ""),
+            "config": df.config.iloc[0],
+            "fitted": bool(df.fitted.iloc[0]),
+            "n_seeds": len(df.seeds.iloc[0]),
+        }
         for b in bins:
             row[f"acc {b}"] = float(df.loc[b, "mean"]) if b in df.index else np.nan
             row[f"sd {b}"] = float(df.loc[b, "sd"]) if b in df.index else np.nan
@@ -135,34 +164,49 @@ def display_columns(table: pd.DataFrame) -> pd.DataFrame:
     """The table's reading columns: prediction, fit, accuracy per bin, verdict, the paper's numbers."""
     bins = [c for c in table.columns if c.startswith("acc ")]
     paper = [c for c in table.columns if c.startswith("paper ")]
-    return table[["task", "pos_encoding", "predicted", "paper_label", "config", "fitted", *bins, "observed",
-                  "agree", *paper]]
+    return table[
+        ["task", "pos_encoding", "predicted", "paper_label", "config", "fitted", *bins, "observed", "agree", *paper]
+    ]
 
 
 def describe(table: pd.DataFrame, threshold: float = 0.8) -> str:
     """Markdown: how many task × encoding pairs agree, and which do not, with their numbers."""
     last = [c for c in table.columns if c.startswith("acc ")][-1]
     n, agree = len(table), int(table.agree.sum())
-    lines = [f"**{agree} of {n}** task × encoding pairs agree with the C-RASP prediction "
-             f"(observed = fits the training bin and ≥ {threshold:.0%} on {last[4:]})."]
+    lines = [
+        f"**{agree} of {n}** task × encoding pairs agree with the C-RASP prediction "
+        f"(observed = fits the training bin and ≥ {threshold:.0%} on {last[4:]})."
+    ]
     for pe in dict.fromkeys(table.pos_encoding):
         t = table[table.pos_encoding == pe]
         pos, neg = t[t.predicted], t[~t.predicted]
-        lines.append(f"- {pe.upper()}: predicted ✓ {len(pos)}, of which observed ✓ {int(pos.observed.sum())} "
-                     f"(mean last-bin accuracy {pos[last].mean():.2f}); predicted ✗ {len(neg)}, observed ✓ "
-                     f"{int(neg.observed.sum())} (mean last-bin accuracy {neg[last].mean():.2f}).")
+        lines.append(
+            f"- {pe.upper()}: predicted ✓ {len(pos)}, of which observed ✓ {int(pos.observed.sum())} "
+            f"(mean last-bin accuracy {pos[last].mean():.2f}); predicted ✗ {len(neg)}, observed ✓ "
+            f"{int(neg.observed.sum())} (mean last-bin accuracy {neg[last].mean():.2f})."
+        )
     fit = table[table.fitted]
-    lines.append(f"- Among the {len(fit)} pairs that fit the training bin (the paper's protocol only judges "
-                 f"those): **{int(fit.agree.sum())} agree**.")
+    lines.append(
+        f"- Among the {len(fit)} pairs that fit the training bin (the paper's protocol only judges "
+        f"those): **{int(fit.agree.sum())} agree**."
+    )
     bad = table[~table.agree]
     if len(bad):
-        lines.append("- Disagreements: " + "; ".join(
-            f"{r.task} {r.pos_encoding.upper()} (predicted {'✓' if r.predicted else '✗'}, fitted {r.fitted}, "
-            f"{last[4:]} {r[last]:.2f})" for _, r in bad.iterrows()))
+        lines.append(
+            "- Disagreements: "
+            + "; ".join(
+                f"{r.task} {r.pos_encoding.upper()} (predicted {'✓' if r.predicted else '✗'}, fitted {r.fitted}, "
+                f"{last[4:]} {r[last]:.2f})"
+                for _, r in bad.iterrows()
+            )
+        )
     unfit = table[~table.fitted]
     if len(unfit):
-        lines.append(f"- {len(unfit)} pairs did not reach 100% on the training bin at this scale: "
-                     + ", ".join(f"{r.task} {r.pos_encoding.upper()}" for r in unfit.itertuples()) + ".")
+        lines.append(
+            f"- {len(unfit)} pairs did not reach 100% on the training bin at this scale: "
+            + ", ".join(f"{r.task} {r.pos_encoding.upper()}" for r in unfit.itertuples())
+            + "."
+        )
     return "\n".join(lines)
 
 
@@ -171,9 +215,15 @@ def write_summary(table: pd.DataFrame, out_dir: Path | None = None) -> list[str]
     out_dir = Path(out_dir or FORMAL_DIR)
     table.to_csv(out_dir / "predicted_vs_observed.csv", index=False)
     last = [c for c in table.columns if c.startswith("acc ")][-1]
-    summary = {"pairs": len(table), "agree": int(table.agree.sum()),
-               **{f"{r.task}/{r.pos_encoding}/{last}": round(float(r[last]), 4) for _, r in table.iterrows()
-                  if not pd.isna(r[last])}}
+    summary = {
+        "pairs": len(table),
+        "agree": int(table.agree.sum()),
+        **{
+            f"{r.task}/{r.pos_encoding}/{last}": round(float(r[last]), 4)
+            for _, r in table.iterrows()
+            if not pd.isna(r[last])
+        },
+    }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
     files = [out_dir / f for f in ("predicted_vs_observed.csv", "summary.json")]
     return [str(f.relative_to(paths.PROJ_ROOT)) if f.is_relative_to(paths.PROJ_ROOT) else str(f) for f in files]

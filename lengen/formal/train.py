@@ -19,6 +19,7 @@ Scoring is teacher-forced exact match, as in the paper: an algorithmic example i
 answer token and ``<eos>`` is the argmax; a language string iff at every position the thresholded
 (sigmoid > 0.5) prediction equals the set of legal next symbols.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -40,8 +41,17 @@ from lengen import paths
 from lengen.data import IGNORE
 from lengen.engine import Evaluate, RunSpec, StopRule, fit, read_back
 from lengen.formal.config import Arch, FormalConfig
-from lengen.formal.data import (Task, TrainStream, collate, encode, eval_sets, get_task, max_positions, objective,
-                                seed_of)
+from lengen.formal.data import (
+    Task,
+    TrainStream,
+    collate,
+    encode,
+    eval_sets,
+    get_task,
+    max_positions,
+    objective,
+    seed_of,
+)
 from lengen.model import ModelConfig, Transformer
 from lengen.runtime import autocast_context
 from lengen.system import LengenSystem
@@ -67,7 +77,7 @@ def position_regularizer(model: Transformer) -> torch.Tensor:
         q = (P @ block.attn.q_proj.weight.T).view(len(P), -1, hs).transpose(0, 1)  # (nh, N, hs)
         k = (P @ block.attn.k_proj.weight.T).view(len(P), -1, hs).transpose(0, 1)
         scores = torch.tril(q @ k.transpose(1, 2))  # (nh, N, N): query i, key j <= i
-        total = total + (scores ** 2).sum(dim=1).mean(dim=1).sum()
+        total = total + (scores**2).sum(dim=1).mean(dim=1).sum()
     return total
 
 
@@ -77,8 +87,9 @@ class FormalSystem(LengenSystem):
     ``lm``: cross-entropy on the answer and <eos>; ``multilabel``: binary cross-entropy of the logits of
     the output symbols (``output_ids``: the alphabet then <eos>) against the legal-next sets."""
 
-    def __init__(self, model_config: dict, objective: str, output_ids: list[int] | None = None,
-                 reg_coef: float = 0.0, **optim):
+    def __init__(
+        self, model_config: dict, objective: str, output_ids: list[int] | None = None, reg_coef: float = 0.0, **optim
+    ):
         super().__init__(model_config, **optim)
         if objective not in ("lm", "multilabel"):
             raise ValueError(f"objective={objective!r} must be 'lm' or 'multilabel'")
@@ -123,7 +134,7 @@ def accuracy(model: Transformer, task: Task, tok, items: list, precision: str, b
     hits = []
     with autocast_context(precision, dev):
         for i in range(0, len(items), batch_size):
-            batch = collate([encode(task, tok, x) for x in items[i: i + batch_size]], tok.pad_id)
+            batch = collate([encode(task, tok, x) for x in items[i : i + batch_size]], tok.pad_id)
             hits.append(correct(model, obj, {k: v.to(dev) for k, v in batch.items()}, out_ids))
     model.train(was_training)
     return float(np.concatenate(hits).mean())
@@ -148,17 +159,34 @@ CODE = ("lengen.formal.train",)  # the code a formal run's result depends on (it
 def run_params(fc: FormalConfig, task: str, pe: str, arch: Arch, seed: int) -> dict:
     """Everything that determines the run's result (not the task list, grid, seed count or worker count)."""
     train = {k: v for k, v in dataclasses.asdict(fc.train).items() if k != "workers"}
-    return {"task": task, "pe": pe, "arch": dataclasses.asdict(arch), "seed": seed, "train": train,
-            "bins": fc.bins, "n_eval": fc.n_eval, "n_eval_during": fc.n_eval_during, "data_seed": fc.data_seed,
-            "vocab_size": fc.vocab_size if task in ("unique_copy", "sort") else None}
+    return {
+        "task": task,
+        "pe": pe,
+        "arch": dataclasses.asdict(arch),
+        "seed": seed,
+        "train": train,
+        "bins": fc.bins,
+        "n_eval": fc.n_eval,
+        "n_eval_during": fc.n_eval_during,
+        "data_seed": fc.data_seed,
+        "vocab_size": fc.vocab_size if task in ("unique_copy", "sort") else None,
+    }
 
 
 def run_spec(fc: FormalConfig, task: str, pe: str, arch: Arch, seed: int, runs_dir: Path) -> RunSpec:
     tr = fc.train
     return RunSpec(
-        run_id=run_id(task, pe, arch, seed), root=Path(runs_dir), params=run_params(fc, task, pe, arch, seed),
-        code=CODE, seed=seed, steps=tr.steps, precision=tr.precision, threads=tr.threads, grad_clip=tr.grad_clip,
-        eval_every=tr.eval_every, stop=StopRule("val/acc", 1.0) if tr.early_stop else None,
+        run_id=run_id(task, pe, arch, seed),
+        root=Path(runs_dir),
+        params=run_params(fc, task, pe, arch, seed),
+        code=CODE,
+        seed=seed,
+        steps=tr.steps,
+        precision=tr.precision,
+        threads=tr.threads,
+        grad_clip=tr.grad_clip,
+        eval_every=tr.eval_every,
+        stop=StopRule("val/acc", 1.0) if tr.early_stop else None,
         log_every_n_steps=min(50, tr.eval_every),
     )
 
@@ -180,16 +208,28 @@ def _result(outcome, task: str, kind: str, pe: str, arch: Arch, seed: int) -> di
     """The run's result as the protocol reads it, from the engine's records."""
     rec = outcome.records
     during, final = rec[~rec.final.astype(bool)], rec[rec.final.astype(bool)]
-    bins = [{"bin": r.bin, "lo": int(r.lo), "hi": int(r.hi), "n": int(r.n), "accuracy": float(r.accuracy)}
-            for r in final.itertuples()]
-    return {"task": task, "kind": kind, "pos_encoding": pe, "arch": dataclasses.asdict(arch), "config": arch.id,
-            "seed": seed, "steps": int(outcome.info["steps"]),
-            "history": [(int(r.step), float(r.accuracy)) for r in during.itertuples()], "bins": bins,
-            "wall_s": float(outcome.info["wall_s"]), "fingerprint": outcome.info["fingerprint"]}
+    bins = [
+        {"bin": r.bin, "lo": int(r.lo), "hi": int(r.hi), "n": int(r.n), "accuracy": float(r.accuracy)}
+        for r in final.itertuples()
+    ]
+    return {
+        "task": task,
+        "kind": kind,
+        "pos_encoding": pe,
+        "arch": dataclasses.asdict(arch),
+        "config": arch.id,
+        "seed": seed,
+        "steps": int(outcome.info["steps"]),
+        "history": [(int(r.step), float(r.accuracy)) for r in during.itertuples()],
+        "bins": bins,
+        "wall_s": float(outcome.info["wall_s"]),
+        "fingerprint": outcome.info["fingerprint"],
+    }
 
 
-def train_one(fc: FormalConfig, task_name: str, pe: str, arch: Arch, seed: int, runs_dir: Path,
-              progress: bool = False) -> dict:
+def train_one(
+    fc: FormalConfig, task_name: str, pe: str, arch: Arch, seed: int, runs_dir: Path, progress: bool = False
+) -> dict:
     """Train and score one run through the engine (or read it back); returns its result."""
     tr = fc.train
     task = get_task(task_name, fc.vocab_size)
@@ -198,26 +238,66 @@ def train_one(fc: FormalConfig, task_name: str, pe: str, arch: Arch, seed: int, 
     spec = run_spec(fc, task_name, pe, arch, seed, runs_dir)
 
     def build():
-        mc = ModelConfig(vocab_size=len(tok), n_layer=arch.n_layer, n_head=arch.n_head, d_model=arch.d_model,
-                         d_mlp=tr.mlp_ratio * arch.d_model, max_seq_len=n_pos, pos_encoding=pe)
+        mc = ModelConfig(
+            vocab_size=len(tok),
+            n_layer=arch.n_layer,
+            n_head=arch.n_head,
+            d_model=arch.d_model,
+            d_mlp=tr.mlp_ratio * arch.d_model,
+            max_seq_len=n_pos,
+            pos_encoding=pe,
+        )
         system = FormalSystem(
-            dataclasses.asdict(mc), objective(task), _output_ids(task, tok),
-            reg_coef=tr.reg_coef if pe == "ape" else 0.0, lr=arch.lr, betas=(tr.beta1, tr.beta2), eps=1e-8,
-            weight_decay=tr.weight_decay, warmup_steps=int(tr.warmup_frac * tr.steps),
-            decay_steps=int(tr.decay_frac * tr.steps), total_steps=tr.steps, min_lr_frac=0.0)
+            dataclasses.asdict(mc),
+            objective(task),
+            _output_ids(task, tok),
+            reg_coef=tr.reg_coef if pe == "ape" else 0.0,
+            lr=arch.lr,
+            betas=(tr.beta1, tr.beta2),
+            eps=1e-8,
+            weight_decay=tr.weight_decay,
+            warmup_steps=int(tr.warmup_frac * tr.steps),
+            decay_steps=int(tr.decay_frac * tr.steps),
+            total_steps=tr.steps,
+            min_lr_frac=0.0,
+        )
         sets = eval_sets(task, fc.bins, fc.n_eval, fc.data_seed)
         lo, hi = fc.train_bin
         check = sets[f"{lo}-{hi}"][: fc.n_eval_during]
 
         def score(model, step: int, final: bool) -> list[dict]:
             scored = sets.items() if final else [(f"{lo}-{hi}", check)]
-            return [{"bin": name, "lo": int(name.split("-")[0]), "hi": int(name.split("-")[1]), "n": len(items),
-                     "accuracy": accuracy(model, task, tok, items, tr.precision)} for name, items in scored]
+            return [
+                {
+                    "bin": name,
+                    "lo": int(name.split("-")[0]),
+                    "hi": int(name.split("-")[1]),
+                    "n": len(items),
+                    "accuracy": accuracy(model, task, tok, items, tr.precision),
+                }
+                for name, items in scored
+            ]
 
-        evaluator = Evaluate(score, tr.eval_every, tr.precision, spec.run_dir,
-                             monitor=lambda rows: rows[0]["accuracy"], monitor_name="val/acc")
-        data = StepStream(lambda start: TrainStream(task, tok, lo, hi, tr.batch_size, seed_of(fc.data_seed, task_name),
-                                                    max_positions=n_pos if pe == "ape" else None, start_step=start))
+        evaluator = Evaluate(
+            score,
+            tr.eval_every,
+            tr.precision,
+            spec.run_dir,
+            monitor=lambda rows: rows[0]["accuracy"],
+            monitor_name="val/acc",
+        )
+        data = StepStream(
+            lambda start: TrainStream(
+                task,
+                tok,
+                lo,
+                hi,
+                tr.batch_size,
+                seed_of(fc.data_seed, task_name),
+                max_positions=n_pos if pe == "ape" else None,
+                start_step=start,
+            )
+        )
         return system, data, evaluator
 
     return _result(fit(spec, build, progress=progress), task_name, task.kind, pe, arch, seed)
@@ -242,8 +322,9 @@ def _train_job(fc: FormalConfig, job: Job, runs_dir: Path) -> dict:
     return train_one(fc, *job, runs_dir=runs_dir)
 
 
-def _run_jobs(fc: FormalConfig, jobs: list[Job], runs_dir: Path, log: Callable[[str], None]
-              ) -> tuple[list[dict], float]:
+def _run_jobs(
+    fc: FormalConfig, jobs: list[Job], runs_dir: Path, log: Callable[[str], None]
+) -> tuple[list[dict], float]:
     """Every job's result in job order, and the recorded wall time of those read back: finished ones are
     read back, the rest trained ``fc.train.workers`` at a time (worker processes are spawned, not forked: a
     forked OpenMP pool can hang)."""
@@ -271,6 +352,7 @@ def _run_jobs(fc: FormalConfig, jobs: list[Job], runs_dir: Path, log: Callable[[
 
 def select(grid_results: list[dict]) -> tuple[dict, bool]:
     """The paper's rule. ``grid_results`` in grid order (smallest first); returns (chosen, fitted)."""
+
     def acc(r, k):
         return r["bins"][k]["accuracy"] if len(r["bins"]) > k else 0.0
 
@@ -284,8 +366,20 @@ def select(grid_results: list[dict]) -> tuple[dict, bool]:
 
 def records_of(result: dict, stage: str, selected: bool, fitted: bool) -> list[dict]:
     base = {k: result[k] for k in ("task", "kind", "pos_encoding", "config", "seed", "steps", "wall_s")}
-    return [{**base, "stage": stage, "selected": selected, "fitted": fitted, "bin": b["bin"], "lo": b["lo"],
-             "hi": b["hi"], "n": b["n"], "accuracy": b["accuracy"]} for b in result["bins"]]
+    return [
+        {
+            **base,
+            "stage": stage,
+            "selected": selected,
+            "fitted": fitted,
+            "bin": b["bin"],
+            "lo": b["lo"],
+            "hi": b["hi"],
+            "n": b["n"],
+            "accuracy": b["accuracy"],
+        }
+        for b in result["bins"]
+    ]
 
 
 def run_study(fc: FormalConfig, out_dir: Path | None = None, log: Callable[[str], None] = print) -> pd.DataFrame:
@@ -304,8 +398,11 @@ def run_study(fc: FormalConfig, out_dir: Path | None = None, log: Callable[[str]
     for pair in pairs:
         results = [next(grid) for _ in archs]
         selected[pair] = (results, *select(results))
-    seed_jobs = [(*pair, Arch(**chosen["arch"]), seed) for pair, (_, chosen, _) in selected.items()
-                 for seed in range(1, fc.seeds)]
+    seed_jobs = [
+        (*pair, Arch(**chosen["arch"]), seed)
+        for pair, (_, chosen, _) in selected.items()
+        for seed in range(1, fc.seeds)
+    ]
     seeds, read_back_seeds_s = _run_jobs(fc, seed_jobs, runs_dir, log)
     seeds, read_back_s = iter(seeds), read_back_s + read_back_seeds_s
     rows = []
@@ -317,11 +414,22 @@ def run_study(fc: FormalConfig, out_dir: Path | None = None, log: Callable[[str]
     records = pd.DataFrame(rows)
     records.to_csv(out_dir / "records.csv", index=False)
     n_runs = records.groupby(["task", "pos_encoding", "config", "seed"]).ngroups
-    (out_dir / "timing.json").write_text(json.dumps({
-        "runs": n_runs, "stage_wall_s_this_call": round(time.time() - t0, 1),
-        "read_back_run_wall_s": round(read_back_s, 1),  # runs finished by an earlier call
-        "sum_run_wall_s": round(float(records.drop_duplicates(["task", "pos_encoding", "config", "seed"]).wall_s.sum()), 1),
-        "threads": fc.train.threads, "workers": fc.train.workers}, indent=2) + "\n")
+    (out_dir / "timing.json").write_text(
+        json.dumps(
+            {
+                "runs": n_runs,
+                "stage_wall_s_this_call": round(time.time() - t0, 1),
+                "read_back_run_wall_s": round(read_back_s, 1),  # runs finished by an earlier call
+                "sum_run_wall_s": round(
+                    float(records.drop_duplicates(["task", "pos_encoding", "config", "seed"]).wall_s.sum()), 1
+                ),
+                "threads": fc.train.threads,
+                "workers": fc.train.workers,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     return records
 
 
@@ -329,13 +437,17 @@ def seed_summary(records: pd.DataFrame) -> pd.DataFrame:
     """Per task × encoding × bin, over the selected config's seeds: mean, sd, every seed, fitted."""
     sel = records[records.selected]
     g = sel.groupby(["task", "kind", "pos_encoding", "config", "bin", "lo"], sort=False)
-    out = g.accuracy.agg(mean="mean", sd=lambda a: float(np.std(a, ddof=1)) if len(a) > 1 else math.nan,
-                         seeds=lambda a: [round(float(x), 4) for x in a]).reset_index()
+    out = g.accuracy.agg(
+        mean="mean",
+        sd=lambda a: float(np.std(a, ddof=1)) if len(a) > 1 else math.nan,
+        seeds=lambda a: [round(float(x), 4) for x in a],
+    ).reset_index()
     out["fitted"] = g.fitted.first().values
     order = {t: k for k, t in enumerate(dict.fromkeys(records.task))}  # the params' task order
     out["_order"] = out.task.map(order)
-    return out.sort_values(["_order", "pos_encoding", "lo"], kind="stable").drop(columns="_order") \
-        .reset_index(drop=True)
+    return (
+        out.sort_values(["_order", "pos_encoding", "lo"], kind="stable").drop(columns="_order").reset_index(drop=True)
+    )
 
 
 def load_timing(out_dir: Path | None = None) -> dict:

@@ -58,6 +58,7 @@ distribution of the random sets' ρ.
 The metrics take any model with the :class:`HookedModel` interface (``lengen.model.Transformer`` and
 the pretrained wrapper) and token batches from any formatter, so they run on both.
 """
+
 from lengen.heads.probe import (
     HookedModel,
     ModelShape,
@@ -108,10 +109,48 @@ from lengen.heads.statistics import (
     verdict,
 )
 
-__all__ = ["CLAIMS", "FIGURES_DIR", "HEADS_DIR", "HEAD_MEASURES", "HeadRecords", "HookedModel", "KEYS",
-           "METRICS", "ModelShape", "TaskBatch", "TaskProbe", "agrees", "analyse", "analyse_checkpoint",
-           "answer_scores", "attention_difference", "bootstrap_spearman", "checkpoint_paths", "compare_maps",
-           "correlation_table", "coverage", "describe", "format_rho", "head_grid", "head_means", "heads_config",
-           "heads_runs", "pair_heads", "pair_lengths", "pairs_table", "points_table", "probe_inputs", "probe_task",
-           "random_head_control", "rankdata", "read_records", "spearman", "tables", "task_batch", "top_heads",
-           "verdict", "write_records", "write_summary"]
+__all__ = [
+    "CLAIMS",
+    "FIGURES_DIR",
+    "HEADS_DIR",
+    "HEAD_MEASURES",
+    "HeadRecords",
+    "HookedModel",
+    "KEYS",
+    "METRICS",
+    "ModelShape",
+    "TaskBatch",
+    "TaskProbe",
+    "agrees",
+    "analyse",
+    "analyse_checkpoint",
+    "answer_scores",
+    "attention_difference",
+    "bootstrap_spearman",
+    "checkpoint_paths",
+    "compare_maps",
+    "correlation_table",
+    "coverage",
+    "describe",
+    "format_rho",
+    "head_grid",
+    "head_means",
+    "heads_config",
+    "heads_runs",
+    "pair_heads",
+    "pair_lengths",
+    "pairs_table",
+    "points_table",
+    "probe_inputs",
+    "probe_task",
+    "random_head_control",
+    "rankdata",
+    "read_records",
+    "spearman",
+    "tables",
+    "task_batch",
+    "top_heads",
+    "verdict",
+    "write_records",
+    "write_summary",
+]

@@ -5,6 +5,7 @@ pretrained wrapper); the inputs are one task's examples at one length in the tra
 (:class:`TaskBatch`). :func:`analyse_checkpoint` probes every (task, length) of a group once and returns
 the tidy rows of one checkpoint.
 """
+
 from __future__ import annotations
 
 import re
@@ -32,7 +33,6 @@ from lengen.tokenizer import default_tokenizer
 class ModelShape(Protocol):
     n_layer: int
     n_head: int
-
 
 
 class HookedModel(Protocol):
@@ -69,7 +69,6 @@ class TaskBatch:
         return int(self.n_tokens.min())
 
 
-
 def task_batch(examples: list[EvalExample], fmt: Formatter | None = None, pad_id: int | None = None) -> TaskBatch:
     """Format examples like training does (``fmt``: another model's formatter, e.g. the pretrained one's).
 
@@ -85,7 +84,6 @@ def task_batch(examples: list[EvalExample], fmt: Formatter | None = None, pad_id
     return TaskBatch(b["input_ids"], b["labels"], torch.tensor([len(ids) - 1 for ids, _ in seqs]))
 
 
-
 def pair_lengths(group: GroupConfig, aux: str, fractions: list[float]) -> list[int]:
     """Lengths at which (main, aux) are compared: round(f * L), L = the shorter maximum training length.
 
@@ -99,15 +97,15 @@ def pair_lengths(group: GroupConfig, aux: str, fractions: list[float]) -> list[i
     return sorted({max(lo, round(f * L)) for f in fractions})
 
 
-
 def probe_inputs(group: GroupConfig, hc: HeadsConfig, data: DataConfig) -> dict[tuple[str, int], TaskBatch]:
     """Every (task, length) batch the group's pairs need, from the evaluation partition."""
     keys = set()
     for aux in group.aux:
         for length in pair_lengths(group, aux, hc.length_fractions):
             keys |= {(group.main_task, length), (aux, length)}
-    return {(t, n): task_batch(make_eval_set(t, n, hc.n_examples, data.seed, data.holdout_modulus))
-            for t, n in sorted(keys)}
+    return {
+        (t, n): task_batch(make_eval_set(t, n, hc.n_examples, data.seed, data.holdout_modulus)) for t, n in sorted(keys)
+    }
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -121,7 +119,6 @@ class TaskProbe:
     loglik: float  # clean mean log-probability per answer token (nats)
     em_drop: np.ndarray  # (n_layer, n_head): exact match lost when the head is mean-ablated
     ll_drop: np.ndarray  # (n_layer, n_head): log-likelihood lost (nats per answer token)
-
 
 
 def answer_scores(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
@@ -139,7 +136,6 @@ def answer_scores(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     return exact, loglik
 
 
-
 def head_means(cache: dict[str, Tensor], n_tokens: Tensor, n_layer: int) -> list[Tensor]:
     """Per layer, the per-position batch mean of every head's output: (n_head, T, head_dim).
 
@@ -155,7 +151,6 @@ def head_means(cache: dict[str, Tensor], n_tokens: Tensor, n_layer: int) -> list
     return out
 
 
-
 @torch.no_grad()
 def probe_task(model: HookedModel, batch: TaskBatch) -> TaskProbe:
     """The clean run's mean attention, then one forward per head with that head mean-ablated.
@@ -169,8 +164,9 @@ def probe_task(model: HookedModel, batch: TaskBatch) -> TaskProbe:
     logits, cache = model.run_with_cache(x)
     exact, loglik = answer_scores(logits, y)
     w = batch.window
-    pattern = torch.stack([cache[f"blocks.{l}.attn.pattern"][:, :, :w, :w].float().mean(0)
-                           for l in range(n_layer)]).cpu()  # (nl, nh, T*, T*)
+    pattern = torch.stack(
+        [cache[f"blocks.{l}.attn.pattern"][:, :, :w, :w].float().mean(0) for l in range(n_layer)]
+    ).cpu()  # (nl, nh, T*, T*)
     means = head_means(cache, batch.n_tokens, n_layer)
     em_drop, ll_drop = np.zeros((n_layer, n_head)), np.zeros((n_layer, n_head))
     for layer in range(n_layer):
@@ -190,30 +186,46 @@ def probe_task(model: HookedModel, batch: TaskBatch) -> TaskProbe:
 def checkpoint_paths(run_dir: Path, max_checkpoints: int) -> list[tuple[int, Path]]:
     """(step, path) of the kept checkpoints ``step=XXXXXX.ckpt``, at most ``max_checkpoints`` evenly
     spaced over training, the last one always included."""
-    found = sorted((int(m.group(1)), p) for p in Path(run_dir, "checkpoints").glob("step=*.ckpt")
-                   if (m := re.fullmatch(r"step=(\d+)\.ckpt", p.name)))
+    found = sorted(
+        (int(m.group(1)), p)
+        for p in Path(run_dir, "checkpoints").glob("step=*.ckpt")
+        if (m := re.fullmatch(r"step=(\d+)\.ckpt", p.name))
+    )
     if len(found) <= max_checkpoints:
         return found
     pick = np.unique(np.round(np.linspace(len(found) - 1, 0, max_checkpoints)).astype(int))
     return [found[i] for i in pick]
 
 
-
-def analyse_checkpoint(model: HookedModel, group: GroupConfig, inputs: dict[tuple[str, int], TaskBatch]
-                       ) -> tuple[list[dict], list[dict]]:
+def analyse_checkpoint(
+    model: HookedModel, group: GroupConfig, inputs: dict[tuple[str, int], TaskBatch]
+) -> tuple[list[dict], list[dict]]:
     """Tidy rows for one checkpoint: ablation (task, length, layer, head) and attention difference
     (aux, length, layer, head). Each (task, length) probe is computed once and shared by the pairs."""
     probes = {key: probe_task(model, batch) for key, batch in inputs.items()}
     n_layer, n_head = model.cfg.n_layer, model.cfg.n_head
     every_head = [(l, h) for l in range(n_layer) for h in range(n_head)]
-    ablation = [dict(task=t, role=group.role(t), length=n, layer=l, head=h, exact_match=p.exact_match,
-                     loglik=p.loglik, em_drop=p.em_drop[l, h], ll_drop=p.ll_drop[l, h])
-                for (t, n), p in probes.items() for l, h in every_head]
+    ablation = [
+        dict(
+            task=t,
+            role=group.role(t),
+            length=n,
+            layer=l,
+            head=h,
+            exact_match=p.exact_match,
+            loglik=p.loglik,
+            em_drop=p.em_drop[l, h],
+            ll_drop=p.ll_drop[l, h],
+        )
+        for (t, n), p in probes.items()
+        for l, h in every_head
+    ]
     attention = []
     for (t, n), p in probes.items():
         if t == group.main_task:
             continue
         d = attention_difference(probes[(group.main_task, n)].pattern, p.pattern)
-        attention += [dict(main=group.main_task, aux=t, length=n, layer=l, head=h, attn_diff=d[l, h])
-                      for l, h in every_head]
+        attention += [
+            dict(main=group.main_task, aux=t, length=n, layer=l, head=h, attn_diff=d[l, h]) for l, h in every_head
+        ]
     return ablation, attention

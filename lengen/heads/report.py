@@ -6,6 +6,7 @@ per-point metrics, Spearman's ρ per category (:mod:`lengen.heads.statistics`) a
 control; :func:`write_records`, :func:`read_records` and :func:`write_summary` are the stage's outputs;
 :func:`describe` writes the findings with their numbers. Figures: :mod:`lengen.plots`.
 """
+
 from __future__ import annotations
 
 import json
@@ -78,14 +79,12 @@ class HeadRecords:
     coverage: pd.DataFrame  # category, group, status, runs
 
 
-
 def heads_runs(cfg: Config, group: str) -> list:
     """The trained runs of a group that the head analysis reads: the experiment's and the ablation stage's
     (a profile may train a control or a group at fewer seeds there), with the experiment's position
     encodings only, so that an ablation's NoPE runs are not pooled with RoPE runs."""
     pes = set(cfg.experiment.pos_encodings)
     return [r for r in cfg.runs() + cfg.ablation_runs() if r.group_name == group and r.pos_encoding in pes]
-
 
 
 def coverage(cfg: Config, hc: HeadsConfig) -> pd.DataFrame:
@@ -106,9 +105,14 @@ def coverage(cfg: Config, hc: HeadsConfig) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["category", "group", "status", "runs"])
 
 
-
-def analyse(cfg: Config, hc: HeadsConfig, runs_dir: Path | None = None, records_dir: Path | None = None,
-            threads: int | None = None, progress: bool = True) -> HeadRecords:
+def analyse(
+    cfg: Config,
+    hc: HeadsConfig,
+    runs_dir: Path | None = None,
+    records_dir: Path | None = None,
+    threads: int | None = None,
+    progress: bool = True,
+) -> HeadRecords:
     """Probe every kept checkpoint (up to ``max_checkpoints`` per run) of every analysed run.
 
     A run's checkpoints are read where training keeps them (``lengen.train.run_spec(run, runs_dir).run_dir``),
@@ -127,14 +131,21 @@ def analyse(cfg: Config, hc: HeadsConfig, runs_dir: Path | None = None, records_
             run_dir = run_spec(run, runs_dir).run_dir
             ckpts = checkpoint_paths(run_dir, hc.max_checkpoints)
             if not ckpts:
-                raise FileNotFoundError(f"no kept checkpoints in {run_dir}/checkpoints; "
-                                        "train the run first (dvc repro)")
+                raise FileNotFoundError(
+                    f"no kept checkpoints in {run_dir}/checkpoints; train the run first (dvc repro)"
+                )
             for step, path in ckpts:
                 t0 = time.perf_counter()
                 model = load_system(path).model.eval().to(device)
                 abl, att = analyse_checkpoint(model, group, inputs)
-                key = dict(run_id=run.run_id, group=g, category=category, seed=run.seed,
-                           pos_encoding=run.pos_encoding, step=step)
+                key = dict(
+                    run_id=run.run_id,
+                    group=g,
+                    category=category,
+                    seed=run.seed,
+                    pos_encoding=run.pos_encoding,
+                    step=step,
+                )
                 ablation += [{**key, **r} for r in abl]
                 attention += [{**key, **r} for r in att]
                 at_step = records[records.step == step]
@@ -143,13 +154,19 @@ def analyse(cfg: Config, hc: HeadsConfig, runs_dir: Path | None = None, records_
                 gap = group_gap(at_step.to_dict("records"), group)
                 checkpoints.append({**key, "gap": gap, "wall_s": time.perf_counter() - t0})
                 if progress:
-                    print(f"[heads] {run.run_id} step {step}: gap {gap:.3f} "
-                          f"({checkpoints[-1]['wall_s']:.1f}s)", flush=True)
-    return HeadRecords(pd.DataFrame(ablation, columns=[*KEYS, "task", "role", "length", "layer", "head",
-                                                       "exact_match", "loglik", "em_drop", "ll_drop"]),
-                       pd.DataFrame(attention, columns=[*KEYS, "main", "aux", "length", "layer", "head",
-                                                        "attn_diff"]),
-                       pd.DataFrame(checkpoints, columns=[*KEYS, "gap", "wall_s"]), cov)
+                    print(
+                        f"[heads] {run.run_id} step {step}: gap {gap:.3f} ({checkpoints[-1]['wall_s']:.1f}s)",
+                        flush=True,
+                    )
+    return HeadRecords(
+        pd.DataFrame(
+            ablation,
+            columns=[*KEYS, "task", "role", "length", "layer", "head", "exact_match", "loglik", "em_drop", "ll_drop"],
+        ),
+        pd.DataFrame(attention, columns=[*KEYS, "main", "aux", "length", "layer", "head", "attn_diff"]),
+        pd.DataFrame(checkpoints, columns=[*KEYS, "gap", "wall_s"]),
+        cov,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -160,7 +177,6 @@ def head_grid(df: pd.DataFrame, value: str) -> np.ndarray:
     """(n_layer, n_head) array of ``value`` averaged over the other rows (lengths)."""
     m = df.groupby(["layer", "head"])[value].mean().unstack("head")
     return m.to_numpy(float)
-
 
 
 def pair_heads(rec: HeadRecords) -> dict[tuple, dict[str, np.ndarray]]:
@@ -175,13 +191,16 @@ def pair_heads(rec: HeadRecords) -> dict[tuple, dict[str, np.ndarray]]:
         main = abl.get_group((*point, att.main.iloc[0]))
         other = abl.get_group((*point, aux))
         main, other = main[main.length.isin(lengths)], other[other.length.isin(lengths)]
-        out[key] = {"attn_diff": head_grid(att, "attn_diff"),
-                    "main_em": head_grid(main, "em_drop"), "aux_em": head_grid(other, "em_drop"),
-                    "main_ll": head_grid(main, "ll_drop"), "aux_ll": head_grid(other, "ll_drop"),
-                    "main_exact_match": main.groupby("length").exact_match.first().mean(),
-                    "aux_exact_match": other.groupby("length").exact_match.first().mean()}
+        out[key] = {
+            "attn_diff": head_grid(att, "attn_diff"),
+            "main_em": head_grid(main, "em_drop"),
+            "aux_em": head_grid(other, "em_drop"),
+            "main_ll": head_grid(main, "ll_drop"),
+            "aux_ll": head_grid(other, "ll_drop"),
+            "main_exact_match": main.groupby("length").exact_match.first().mean(),
+            "aux_exact_match": other.groupby("length").exact_match.first().mean(),
+        }
     return out
-
 
 
 def pairs_table(rec: HeadRecords, top_k: int) -> pd.DataFrame:
@@ -191,19 +210,29 @@ def pairs_table(rec: HeadRecords, top_k: int) -> pd.DataFrame:
     for key, a in pair_heads(rec).items():
         *point, aux = key
         em, ll = compare_maps(a["main_em"], a["aux_em"], top_k), compare_maps(a["main_ll"], a["aux_ll"], top_k)
-        rows.append(dict(zip(KEYS, point), aux=aux, gap=gaps.loc[tuple(point)],
-                         main_exact_match=a["main_exact_match"], aux_exact_match=a["aux_exact_match"],
-                         attn_diff=a["attn_diff"].mean(), em_mad=em["mad"], ll_mad=ll["mad"],
-                         em_rank=em["rank"], ll_rank=ll["rank"], em_topk=em["topk"], ll_topk=ll["topk"]))
+        rows.append(
+            dict(
+                zip(KEYS, point),
+                aux=aux,
+                gap=gaps.loc[tuple(point)],
+                main_exact_match=a["main_exact_match"],
+                aux_exact_match=a["aux_exact_match"],
+                attn_diff=a["attn_diff"].mean(),
+                em_mad=em["mad"],
+                ll_mad=ll["mad"],
+                em_rank=em["rank"],
+                ll_rank=ll["rank"],
+                em_topk=em["topk"],
+                ll_topk=ll["topk"],
+            )
+        )
     return pd.DataFrame(rows, columns=[*KEYS, "aux", "gap", "main_exact_match", "aux_exact_match", *METRICS])
-
 
 
 def points_table(pairs: pd.DataFrame) -> pd.DataFrame:
     """One point per (run, checkpoint): metrics averaged over the group's auxiliaries."""
     cols = ["gap", "main_exact_match", "aux_exact_match", *METRICS]
     return pairs.groupby(list(KEYS), as_index=False)[cols].mean()
-
 
 
 def correlation_table(points: pd.DataFrame, hc: HeadsConfig, cov: pd.DataFrame) -> pd.DataFrame:
@@ -235,12 +264,25 @@ def correlation_table(points: pd.DataFrame, hc: HeadsConfig, cov: pd.DataFrame) 
                     rho, lo, hi = bootstrap_spearman(ok[metric], ok.gap, hc.n_bootstrap, rng)
                     found = verdict(rho, lo, hi, sign, len(ok), hc.min_points)
                 claim = CLAIMS[cat][kind]
-                rows.append(dict(category=cat, pos_encoding=pe, metric=metric, kind=kind, groups=groups,
-                                 runs=df.run_id.nunique(), n_points=len(ok), rho=rho, ci_low=lo, ci_high=hi,
-                                 expected_sign="+" if sign > 0 else "−", found=found, paper=claim,
-                                 agrees=agrees(claim, found)))
+                rows.append(
+                    dict(
+                        category=cat,
+                        pos_encoding=pe,
+                        metric=metric,
+                        kind=kind,
+                        groups=groups,
+                        runs=df.run_id.nunique(),
+                        n_points=len(ok),
+                        rho=rho,
+                        ci_low=lo,
+                        ci_high=hi,
+                        expected_sign="+" if sign > 0 else "−",
+                        found=found,
+                        paper=claim,
+                        agrees=agrees(claim, found),
+                    )
+                )
     return pd.DataFrame(rows)
-
 
 
 def _point_head_diffs(rec: HeadRecords, k: int) -> dict[tuple, dict[str, np.ndarray]]:
@@ -260,9 +302,19 @@ def _point_head_diffs(rec: HeadRecords, k: int) -> dict[tuple, dict[str, np.ndar
     return out
 
 
-
-_CONTROL_COLUMNS = ["category", "pos_encoding", "measure", "kind", "k", "n_points", "rho_topk", "rho_random_mean",
-                    "rho_random_q025", "rho_random_q975", "p_random"]
+_CONTROL_COLUMNS = [
+    "category",
+    "pos_encoding",
+    "measure",
+    "kind",
+    "k",
+    "n_points",
+    "rho_topk",
+    "rho_random_mean",
+    "rho_random_q025",
+    "rho_random_q975",
+    "p_random",
+]
 
 
 def random_head_control(rec: HeadRecords, hc: HeadsConfig) -> pd.DataFrame:
@@ -288,22 +340,34 @@ def random_head_control(rec: HeadRecords, hc: HeadsConfig) -> pd.DataFrame:
             rho_rand = np.array([spearman(d[:, s].mean(1), gap) for s in random_sets])
             rho_rand = rho_rand[~np.isnan(rho_rand)]
             some = len(rho_rand) > 0
-            rows.append(dict(category=cat, pos_encoding=pe, measure=measure, kind=kind, k=k, n_points=len(points),
-                             rho_topk=rho_top, rho_random_mean=rho_rand.mean() if some else np.nan,
-                             rho_random_q025=np.quantile(rho_rand, 0.025) if some else np.nan,
-                             rho_random_q975=np.quantile(rho_rand, 0.975) if some else np.nan,
-                             p_random=(rho_rand >= rho_top).mean() if some and not np.isnan(rho_top) else np.nan))
+            rows.append(
+                dict(
+                    category=cat,
+                    pos_encoding=pe,
+                    measure=measure,
+                    kind=kind,
+                    k=k,
+                    n_points=len(points),
+                    rho_topk=rho_top,
+                    rho_random_mean=rho_rand.mean() if some else np.nan,
+                    rho_random_q025=np.quantile(rho_rand, 0.025) if some else np.nan,
+                    rho_random_q975=np.quantile(rho_rand, 0.975) if some else np.nan,
+                    p_random=(rho_rand >= rho_top).mean() if some and not np.isnan(rho_top) else np.nan,
+                )
+            )
     return pd.DataFrame(rows, columns=_CONTROL_COLUMNS)
-
-
 
 
 def tables(rec: HeadRecords, hc: HeadsConfig) -> dict[str, pd.DataFrame]:
     """Every derived table: pairs, points, correlations (ρ per category and metric), random_heads."""
     pairs = pairs_table(rec, hc.top_k)
     points = points_table(pairs)
-    return {"pairs": pairs, "points": points, "correlations": correlation_table(points, hc, rec.coverage),
-            "random_heads": random_head_control(rec, hc)}
+    return {
+        "pairs": pairs,
+        "points": points,
+        "correlations": correlation_table(points, hc, rec.coverage),
+        "random_heads": random_head_control(rec, hc),
+    }
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -314,15 +378,24 @@ def write_records(rec: HeadRecords, tables: dict[str, pd.DataFrame], out_dir: Pa
     """CSV per table under ``reports/heads/records/`` (DVC outs); returns the written paths."""
     d = Path(out_dir or HEADS_DIR) / RECORDS_SUBDIR
     d.mkdir(parents=True, exist_ok=True)
-    frames = {"ablation": rec.ablation, "attention": rec.attention, "checkpoints": rec.checkpoints,
-              "coverage": rec.coverage, **tables}
+    frames = {
+        "ablation": rec.ablation,
+        "attention": rec.attention,
+        "checkpoints": rec.checkpoints,
+        "coverage": rec.coverage,
+        **tables,
+    }
     written = []
     for name, df in frames.items():
         df.to_csv(d / f"{name}.csv", index=False)
-        written.append(str((d / f"{name}.csv").relative_to(paths.PROJ_ROOT) if d.is_relative_to(paths.PROJ_ROOT)
-                           else d / f"{name}.csv"))
+        written.append(
+            str(
+                (d / f"{name}.csv").relative_to(paths.PROJ_ROOT)
+                if d.is_relative_to(paths.PROJ_ROOT)
+                else d / f"{name}.csv"
+            )
+        )
     return written
-
 
 
 def read_records(out_dir: Path | None = None) -> HeadRecords:
@@ -331,22 +404,25 @@ def read_records(out_dir: Path | None = None) -> HeadRecords:
     return HeadRecords(*(pd.read_csv(d / f"{n}.csv") for n in ("ablation", "attention", "checkpoints", "coverage")))
 
 
-
 def _json_ready(df: pd.DataFrame) -> list[dict]:
     """Records with NaN as null (NaN is not valid JSON)."""
     return json.loads(df.to_json(orient="records"))
 
 
-
-def write_summary(rec: HeadRecords, table: pd.DataFrame, control: pd.DataFrame, profile: str,
-                  out_dir: Path | None = None) -> Path:
-    """``reports/heads/summary.json`` (DVC metrics): ρ per category and metric, the control, timing."""
+def write_summary(
+    rec: HeadRecords, table: pd.DataFrame, control: pd.DataFrame, profile: str, out_dir: Path | None = None
+) -> Path:
+    """``reports/heads/summary.json`` (DVC metrics): ρ per category and metric, the control. No wall time: DVC
+    compares metrics, and time is not a result (it is in the records' ``checkpoints.csv``)."""
     p = Path(out_dir or HEADS_DIR) / "summary.json"
     p.parent.mkdir(parents=True, exist_ok=True)
-    summary = {"profile": profile, "checkpoints_analysed": len(rec.checkpoints),
-               "wall_s": round(float(rec.checkpoints.wall_s.sum()), 1),
-               "correlations": _json_ready(table), "random_heads": _json_ready(control),
-               "coverage": _json_ready(rec.coverage)}
+    summary = {
+        "profile": profile,
+        "checkpoints_analysed": len(rec.checkpoints),
+        "correlations": _json_ready(table),
+        "random_heads": _json_ready(control),
+        "coverage": _json_ready(rec.coverage),
+    }
     p.write_text(json.dumps(summary, indent=2) + "\n")
     return p
 
@@ -365,7 +441,6 @@ def format_rho(rho: float, lo: float, hi: float, n: int) -> str:
     return f"ρ = {rho:.2f}{ci} (n = {n})"
 
 
-
 def describe(table: pd.DataFrame, control: pd.DataFrame, rec: HeadRecords, points: pd.DataFrame) -> str:
     """Markdown findings with the measured numbers: per category, the paper's two metrics (and the
     log-likelihood variant) against its claim, whether the main task is learned where it is probed, then
@@ -375,22 +450,31 @@ def describe(table: pd.DataFrame, control: pd.DataFrame, rec: HeadRecords, point
         if (df.found == "not run").all():
             lines.append(f"- **{cat}**: not run ({df.groups.iloc[0] or 'no group configured'}).")
             continue
-        parts = [f"{r.metric} {format_rho(r.rho, r.ci_low, r.ci_high, r.n_points)} → {r.found} (paper: {r.paper}; "
-                 f"agrees: {r.agrees})" for r in df[df.metric.isin(("attn_diff", "em_mad", "ll_mad"))].itertuples()]
+        parts = [
+            f"{r.metric} {format_rho(r.rho, r.ci_low, r.ci_high, r.n_points)} → {r.found} (paper: {r.paper}; "
+            f"agrees: {r.agrees})"
+            for r in df[df.metric.isin(("attn_diff", "em_mad", "ll_mad"))].itertuples()
+        ]
         pts = points[(points.category == cat) & (points.pos_encoding == pe)]
         last = pts[pts.step == pts.groupby("run_id").step.transform("max")]
         main_em = float(last.main_exact_match.mean())
-        note = (f" The main task's exact match at the probed lengths is only {main_em:.2f} at the last checkpoint: "
-                "it is not learned there, so the gap follows the auxiliaries' progress, not transfer."
-                if main_em < 0.5 else "")
-        lines.append(f"- **{cat}** ({pe}; {df.runs.iloc[0]} run(s), {len(pts)} points; groups "
-                     f"{df.groups.iloc[0]}; gap {pts.gap.min():.2f}–{pts.gap.max():.2f}): " + "; ".join(parts) + "."
-                     + note)
+        note = (
+            f" The main task's exact match at the probed lengths is only {main_em:.2f} at the last checkpoint: "
+            "it is not learned there, so the gap follows the auxiliaries' progress, not transfer."
+            if main_em < 0.5
+            else ""
+        )
+        lines.append(
+            f"- **{cat}** ({pe}; {df.runs.iloc[0]} run(s), {len(pts)} points; groups "
+            f"{df.groups.iloc[0]}; gap {pts.gap.min():.2f}–{pts.gap.max():.2f}): " + "; ".join(parts) + "." + note
+        )
     for r in control.itertuples():
-        lines.append(f"- Random-head control, {r.category} ({r.pos_encoding}), {r.measure} on the main task's "
-                     f"top-{r.k} heads: ρ = {r.rho_topk:.2f} vs {r.rho_random_mean:.2f} "
-                     f"[{r.rho_random_q025:.2f}, {r.rho_random_q975:.2f}] for random {r.k}-head sets "
-                     f"(fraction of random sets with ρ ≥ top-k: {r.p_random:.2f}).")
+        lines.append(
+            f"- Random-head control, {r.category} ({r.pos_encoding}), {r.measure} on the main task's "
+            f"top-{r.k} heads: ρ = {r.rho_topk:.2f} vs {r.rho_random_mean:.2f} "
+            f"[{r.rho_random_q025:.2f}, {r.rho_random_q975:.2f}] for random {r.k}-head sets "
+            f"(fraction of random sets with ρ ≥ top-k: {r.p_random:.2f})."
+        )
     n, wall = len(rec.checkpoints), rec.checkpoints.wall_s.sum()
     lines.append(f"- Cost: {n} checkpoints in {wall:.0f} s ({wall / max(n, 1):.1f} s each).")
     return "\n".join(lines)

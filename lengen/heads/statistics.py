@@ -4,6 +4,7 @@ Head comparison: the attention difference of two mean patterns, and the mean abs
 Spearman rank correlation and top-k overlap of two mean-ablation maps. Statistics: Spearman's ρ with a
 percentile bootstrap CI, and the verdict ("tracks", "no relation", "opposite") read off the CI.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,12 +29,10 @@ def attention_difference(a: Tensor, b: Tensor) -> np.ndarray:
     return diff.numpy().astype(float)
 
 
-
 def top_heads(importance: np.ndarray, k: int) -> set[int]:
     """Flat indices (layer * n_head + head) of the k largest entries; ties go to the lower index."""
     flat = np.asarray(importance, float).ravel()
     return set(np.argsort(-flat, kind="stable")[:k].tolist())
-
 
 
 def compare_maps(a: np.ndarray, b: np.ndarray, k: int) -> dict[str, float]:
@@ -44,8 +43,11 @@ def compare_maps(a: np.ndarray, b: np.ndarray, k: int) -> dict[str, float]:
     {'mad': 0.5, 'rank': -0.889, 'topk': 0.0}
     """
     a, b = np.asarray(a, float), np.asarray(b, float)
-    return {"mad": float(np.abs(a - b).mean()), "rank": spearman(a.ravel(), b.ravel()),
-            "topk": len(top_heads(a, k) & top_heads(b, k)) / k}
+    return {
+        "mad": float(np.abs(a - b).mean()),
+        "rank": spearman(a.ravel(), b.ravel()),
+        "topk": len(top_heads(a, k) & top_heads(b, k)) / k,
+    }
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -59,7 +61,6 @@ def rankdata(x: np.ndarray) -> np.ndarray:
     return pd.DataFrame(np.atleast_2d(x)).rank(axis=1).to_numpy().reshape(x.shape)
 
 
-
 def _rowwise_spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Spearman's ρ of each row pair of two (m, n) arrays; NaN where a row is constant."""
     rx, ry = rankdata(x), rankdata(y)
@@ -67,7 +68,6 @@ def _rowwise_spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     den = np.sqrt((rx**2).sum(1) * (ry**2).sum(1))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, (rx * ry).sum(1) / den, np.nan)
-
 
 
 def spearman(x, y) -> float:
@@ -82,9 +82,9 @@ def spearman(x, y) -> float:
     return float(_rowwise_spearman(x[None], y[None])[0])
 
 
-
-def bootstrap_spearman(x, y, n_bootstrap: int, rng: np.random.Generator, level: float = 0.95
-                       ) -> tuple[float, float, float]:
+def bootstrap_spearman(
+    x, y, n_bootstrap: int, rng: np.random.Generator, level: float = 0.95
+) -> tuple[float, float, float]:
     """ρ and its percentile bootstrap CI, resampling the points with replacement.
 
     Resamples where ρ is undefined (e.g. all copies of one point) are dropped; if more than half are,
@@ -105,7 +105,6 @@ def bootstrap_spearman(x, y, n_bootstrap: int, rng: np.random.Generator, level: 
     return rho, float(lo), float(hi)
 
 
-
 def verdict(rho: float, lo: float, hi: float, sign: int, n_points: int, min_points: int) -> str:
     """'tracks' (the CI excludes 0 on the expected side), 'no relation' (the CI holds 0), 'opposite',
     or why no verdict: too few points, or ρ undefined.
@@ -123,7 +122,6 @@ def verdict(rho: float, lo: float, hi: float, sign: int, n_points: int, min_poin
     if lo > 0:
         return "tracks"
     return "opposite" if hi < 0 else "no relation"
-
 
 
 def agrees(claim: str, found: str) -> str:

@@ -10,6 +10,7 @@ One module per analysis, so a stage imports only the figures it draws:
 This module holds what they share: one seaborn style, :func:`save` (the only place a figure is written),
 and the shading of training ranges. Axes are labelled in words.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

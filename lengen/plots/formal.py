@@ -1,5 +1,6 @@
 """Figures of the formal framework (stage ``formal``), from the predicted-vs-observed table of
 :mod:`lengen.formal.report`."""
+
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -21,8 +22,19 @@ def plot_predicted_vs_observed(table: pd.DataFrame):
         t = table[table.pos_encoding == pe].set_index("task").reindex(tasks)
         acc = t[[f"acc {b}" for b in bins]].astype(float)
         labels = [f"{x} {'✓' if p else '✗'}" for x, p in zip(tasks, t.predicted.fillna(False))]
-        sns.heatmap(acc.to_numpy(), vmin=0, vmax=1, cmap="viridis", cbar=False, annot=100 * acc.to_numpy(),
-                    fmt=".0f", annot_kws={"fontsize": 7}, xticklabels=bins, yticklabels=labels, ax=ax)
+        sns.heatmap(
+            acc.to_numpy(),
+            vmin=0,
+            vmax=1,
+            cmap="viridis",
+            cbar=False,
+            annot=100 * acc.to_numpy(),
+            fmt=".0f",
+            annot_kws={"fontsize": 7},
+            xticklabels=bins,
+            yticklabels=labels,
+            ax=ax,
+        )
         for i in range(len(tasks)):
             if t.agree.iloc[i] is False or t.agree.iloc[i] == 0:
                 ax.add_patch(plt.Rectangle((0, i), len(bins), 1, fill=False, ec="red", lw=1.5))

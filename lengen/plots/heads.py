@@ -1,4 +1,5 @@
 """Figures of the head analysis (stage ``heads``), from its tidy records and tables (:mod:`lengen.heads`)."""
+
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -19,26 +20,36 @@ def plot_ablation_maps(rec: HeadRecords, run_id: str, value: str = "ll_drop", n_
     steps = [steps[i] for i in sorted(set(np.round(np.linspace(0, len(steps) - 1, n_steps)).astype(int)))]
     tasks = list(df.sort_values("role", key=lambda r: r != "main").task.unique())  # main first
     vmax = max(float(df[value].abs().max()), 1e-9)
-    fig, axes = plt.subplots(len(tasks), len(steps), figsize=(2.6 * len(steps) + 1, 2.3 * len(tasks)),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(tasks), len(steps), figsize=(2.6 * len(steps) + 1, 2.3 * len(tasks)), squeeze=False)
     for i, task in enumerate(tasks):
         for j, step in enumerate(steps):
             grid = head_grid(df[(df.task == task) & (df.step == step)], value)
-            sns.heatmap(grid, ax=axes[i, j], vmin=-vmax, vmax=vmax, cmap="RdBu_r", annot=grid.size <= 36,
-                        fmt=".2f", cbar=j == len(steps) - 1, annot_kws={"fontsize": 7})
+            sns.heatmap(
+                grid,
+                ax=axes[i, j],
+                vmin=-vmax,
+                vmax=vmax,
+                cmap="RdBu_r",
+                annot=grid.size <= 36,
+                fmt=".2f",
+                cbar=j == len(steps) - 1,
+                annot_kws={"fontsize": 7},
+            )
             axes[i, j].set(title=f"{task} · step {step}", xlabel="head", ylabel="layer" if j == 0 else "")
     fig.suptitle(f"{run_id}: mean-ablation maps, {DROP_LABELS.get(value, value)}", y=1.0)
     fig.tight_layout()
     return fig
 
 
-def plot_metric_vs_gap(points: pd.DataFrame, table: pd.DataFrame,
-                       metrics: tuple[str, ...] = ("attn_diff", "em_mad", "ll_mad")):
+def plot_metric_vs_gap(
+    points: pd.DataFrame, table: pd.DataFrame, metrics: tuple[str, ...] = ("attn_diff", "em_mad", "ll_mad")
+):
     """Scatter of each metric against the gap, one row per (category, position encoding), with a fitted
     least-squares line and ρ [95% CI] in the title."""
     cells = list(points.groupby(["category", "pos_encoding"]))
-    fig, axes = plt.subplots(max(len(cells), 1), len(metrics), figsize=(4 * len(metrics), 3.3 * max(len(cells), 1)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        max(len(cells), 1), len(metrics), figsize=(4 * len(metrics), 3.3 * max(len(cells), 1)), squeeze=False
+    )
     for i, ((cat, pe), df) in enumerate(cells):
         for j, metric in enumerate(metrics):
             ax = axes[i, j]
@@ -62,5 +73,8 @@ def plot_metric_vs_gap(points: pd.DataFrame, table: pd.DataFrame,
 
 def ablation_map_figures(rec: HeadRecords) -> dict:
     """Ablation-map figures of one run per analysed group, for both drops, keyed by file name."""
-    return {f"maps_{run_id}_{value}": plot_ablation_maps(rec, run_id, value)
-            for run_id in rec.checkpoints.drop_duplicates("group").run_id for value in DROP_LABELS}
+    return {
+        f"maps_{run_id}_{value}": plot_ablation_maps(rec, run_id, value)
+        for run_id in rec.checkpoints.drop_duplicates("group").run_id
+        for value in DROP_LABELS
+    }

@@ -1,5 +1,6 @@
 """Figures of the training runs (stages ``train`` and ``figures``), from their tidy records and the tables of
 :mod:`lengen.analysis`."""
+
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -20,8 +21,18 @@ def plot_transfer(records: pd.DataFrame, cfg: Config, group: str, pos_encoding: 
         _, ax = plt.subplots(figsize=(7, 4))
     shade_training(ax, g.main_max, max(g.aux.values(), default=None))
     if len(data):
-        sns.lineplot(data=data, x="length", y="exact_match", hue="curve", units="seed", estimator=None,
-                     lw=0.8, alpha=0.35, legend=False, ax=ax)
+        sns.lineplot(
+            data=data,
+            x="length",
+            y="exact_match",
+            hue="curve",
+            units="seed",
+            estimator=None,
+            lw=0.8,
+            alpha=0.35,
+            legend=False,
+            ax=ax,
+        )
         sns.lineplot(data=data, x="length", y="exact_match", hue="curve", errorbar=None, lw=2.4, ax=ax)
     ax.set(title=f"{group} ({pos_encoding})", xlabel="length", ylabel="exact match", ylim=EXACT_MATCH_LIM)
     ax.legend(fontsize=8, loc="best")
@@ -39,16 +50,31 @@ def plot_run(records: pd.DataFrame, cfg: Config, run_id: str):
         a1.axvline(length + 0.5, ls=":", c="gray")
     a1.set(title=f"{run_id}: final", xlabel="length", ylabel="exact match", ylim=EXACT_MATCH_LIM)
     sns.lineplot(data=length_ranges(df, cfg), x="step", y="exact_match", hue="range", marker="o", ax=a2)
-    a2.set(title=f"{g.main_task}: accuracy across checkpoints", xlabel="training step", ylabel="exact match",
-           ylim=EXACT_MATCH_LIM)
+    a2.set(
+        title=f"{g.main_task}: accuracy across checkpoints",
+        xlabel="training step",
+        ylabel="exact match",
+        ylim=EXACT_MATCH_LIM,
+    )
     fig.tight_layout()
     return fig
 
 
 def plot_ranges(ranges: pd.DataFrame):
     """Main-task accuracy per length range across checkpoints, one panel per group, seeds as lines."""
-    grid = sns.relplot(data=ranges, x="step", y="exact_match", hue="range", style="seed", col="group",
-                       kind="line", marker="o", height=3.2, aspect=1.2, col_wrap=min(3, ranges.group.nunique()))
+    grid = sns.relplot(
+        data=ranges,
+        x="step",
+        y="exact_match",
+        hue="range",
+        style="seed",
+        col="group",
+        kind="line",
+        marker="o",
+        height=3.2,
+        aspect=1.2,
+        col_wrap=min(3, ranges.group.nunique()),
+    )
     grid.set(ylim=EXACT_MATCH_LIM, xlabel="training step", ylabel="exact match")
     return grid.figure
 
@@ -60,8 +86,18 @@ def plot_gaps(summary: pd.DataFrame, groups: list[str]):
     if len(df):
         order = [g for g in groups if g in set(df.group)]
         sns.barplot(data=df, x="group", y="gap", hue="pos_encoding", order=order, errorbar=None, alpha=0.6, ax=ax)
-        sns.stripplot(data=df, x="group", y="gap", hue="pos_encoding", order=order, dodge=True, legend=False,
-                      palette="dark:black", size=4, ax=ax)
+        sns.stripplot(
+            data=df,
+            x="group",
+            y="gap",
+            hue="pos_encoding",
+            order=order,
+            dodge=True,
+            legend=False,
+            palette="dark:black",
+            size=4,
+            ax=ax,
+        )
     ax.set(ylim=(0, 1), ylabel="generalization gap (0 = perfect transfer)", xlabel="task group")
     ax.tick_params(axis="x", rotation=30)
     return fig
@@ -72,7 +108,6 @@ def plot_grid(ours: pd.DataFrame, paper: pd.DataFrame):
     fig, axes = plt.subplots(1, 2, figsize=(4 + 1.4 * ours.shape[1], 0.9 + 0.8 * ours.shape[0]))
     for ax, df, title in [(axes[0], ours, "measured"), (axes[1], paper, "paper (Fig. 10)")]:
         sns.heatmap(df.astype(float), annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis_r", cbar=False, ax=ax)
-        ax.set(title=f"generalization gap, {title}", xlabel="auxiliary training length",
-               ylabel="main training length")
+        ax.set(title=f"generalization gap, {title}", xlabel="auxiliary training length", ylabel="main training length")
     fig.tight_layout()
     return fig

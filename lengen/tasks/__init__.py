@@ -7,6 +7,7 @@
 
 Modules: ``arithmetic`` (least-significant digit first), ``strings``, ``mazes`` (Wilson spanning trees).
 """
+
 from lengen.tasks import arithmetic, mazes, strings  # noqa: F401  (registers the tasks)
 from lengen.tasks.base import TASKS, Example, Task, get_task, markers, register, split
 

@@ -23,6 +23,7 @@ Neither scheme let the ``cpu`` profile's model fit reverse add ≤8 (+ no carry,
 Each task has a public ``*_example(a, b)`` builder that the generator also uses, so the worked examples
 in the docstrings are executable (they are doctests).
 """
+
 from __future__ import annotations
 
 import random

@@ -11,6 +11,7 @@ one token) and ``<name>`` (a special token or task marker); :func:`split` cuts a
 syntax lives here, not in ``lengen.tokenizer``, so the dependency is one-way: the tokenizer builds its
 vocabulary from this registry (:func:`markers`), and no task imports the tokenizer.
 """
+
 from __future__ import annotations
 
 import random

@@ -40,6 +40,7 @@ A variant computes the same function as its base task, so it shares the base tas
 
 ``parse_maze`` reads a prompt back; ``is_valid_path`` checks a model's output as a walk in the maze.
 """
+
 from __future__ import annotations
 
 import random
@@ -282,8 +283,12 @@ def is_valid_path(prompt: str, output: str) -> bool:
 
 # Bound: prompt n nodes + n ':' + 2(n-1) neighbour tokens + n ';' + '?' + 2 nodes + '=' = 5n + 2;
 # the DFS trace has at most 2n - 1 nodes (each tree edge walked at most twice), the path at most n.
-for _generate, _base in ((dfs_trace, None), (shortest_path, None),
-                         (dfs_trace_far, "dfs_trace"), (shortest_path_far, "shortest_path")):
+for _generate, _base in (
+    (dfs_trace, None),
+    (shortest_path, None),
+    (dfs_trace_far, "dfs_trace"),
+    (shortest_path_far, "shortest_path"),
+):
     register(
         Task(
             name=_generate.__name__,

@@ -11,6 +11,7 @@
 
 Each task has a public builder (``string_example``, ``mqar_example``) that the generator also uses.
 """
+
 from __future__ import annotations
 
 import random
