@@ -316,7 +316,7 @@ class Transformer(nn.Module):
         unit-scale activations at any width. ``gpt2``: the constant std 0.02 of GPT-2, tuned for
         d_model >= 768. At d_model 128, 0.02 shrinks every projection ~4x (0.02 * sqrt(128) = 0.23):
         attention starts uniform, and digit-wise addition sat on a loss plateau for thousands of steps
-        here while string tasks still learned (README, "The arithmetic recipe").
+        here while string tasks still learned (docs/arithmetic-recipe.md).
         """
         cfg = self.cfg
         resid = 1.0 / math.sqrt(2 * cfg.n_layer)

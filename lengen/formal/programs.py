@@ -16,7 +16,7 @@ used here — locate each token by *counting the positions before its first occu
 those counts — so :func:`unique_copy_first_occurrence` is included and flagged (``BEYOND_PAPER``).
 The executable predictor therefore predicts NoPE unique copy *should* generalize; the paper observes
 it does not (18% / 0%). Which of the two gives way (the C-RASP ↔ NoPE correspondence, or the label)
-is for the README to discuss, not for this module to hide.
+is for docs/formal.md to discuss, not for this module to hide.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ Operand sampling (``sample_operands``, scheme set by ``OPERAND_LENGTHS``):
   two are swapped (the paper's example ``4321+789=`` is of this kind).
 
 Neither scheme let the ``cpu`` profile's model fit reverse add ≤8 (+ no carry, carry only ≤16) in
-4000 steps here: in-distribution exact match 0.14 (equal) and 0.17 (mixed); see README, Results.
+4000 steps here: in-distribution exact match 0.14 (equal) and 0.17 (mixed); see docs/arithmetic-recipe.md.
 
 Each task has a public ``*_example(a, b)`` builder that the generator also uses, so the worked examples
 in the docstrings are executable (they are doctests).

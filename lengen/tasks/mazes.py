@@ -33,7 +33,7 @@ Far-query variants (``dfs_trace_far``, ``shortest_path_far``; our addition, not 
 maze and the same answer for a given prompt, but the query is drawn so that the answer grows with the
 maze -- the start uniform over the tree, the end uniform over the nodes **farthest** from it (tree
 distance). Under uniform queries a bigger maze often has a short answer, so a model can "generalize over
-nodes" by reading a longer prompt without ever writing a longer answer (README, "Mazes at CPU scale");
+nodes" by reading a longer prompt without ever writing a longer answer (docs/mazes.md);
 under far queries an n-node maze's path has at least ceil((d+1)/2) nodes for a tree of diameter d nodes.
 A variant computes the same function as its base task, so it shares the base task's marker
 (``Task.variant_of``) and the vocabulary does not change.
