@@ -6,9 +6,9 @@
 Exact match says *whether* a length fails; this says *where*. Reverse add's answer has a fixed width
 (n+1 digits, then ``<eos>``), so each position is one digit of the sum: a failure confined to the last
 digit (the final carry) is a different thing from an answer that goes wrong from its second digit on
-(the model lost its alignment with the operands). For each run (``NAME=DIR``, DIR a pipeline run
-directory ``runs/<run_id>`` or a ``recipe_search.py`` search directory holding ``run/``) this scores the
-profile's evaluation sets of ``--task`` at the final checkpoint (or ``--step``), prints one row per
+(the model lost its alignment with the operands). For each run (``NAME=DIR``, DIR a run directory
+``runs/<run_id>/<fingerprint>``, or ``runs/<run_id>`` holding one fingerprint) this scores the profile's
+evaluation sets of ``--task`` at the last kept checkpoint (or ``--step``), prints one row per
 length (exact match, then the accuracy at each answer position, ``<eos>`` last) and appends one JSON
 line per run to ``benchmarks/answer_positions.jsonl``.
 """
@@ -46,7 +46,7 @@ def position_rows(model, task: str, lengths: list[int], n: int, seed: int, modul
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("runs", nargs="+", help="NAME=DIR (a pipeline run dir or a recipe_search.py search dir)")
+    ap.add_argument("runs", nargs="+", help="NAME=DIR (a run dir runs/<run_id>[/<fingerprint>])")
     ap.add_argument("--task", default="reverse_add")
     add_options(ap, lengths="1-16")
     args = ap.parse_args()
@@ -63,7 +63,7 @@ def main() -> None:
                 + " ".join(f"{a:.2f}" for a in r["position_accuracy"])
             )
         info = ckpt.parent.parent / "run.json"  # where the run trained (its bits depend on the float path)
-        trained_on = json.loads(info.read_text()).get("processor") if info.exists() else None
+        trained_on = json.loads(info.read_text())["provenance"].get("processor") if info.exists() else None
         with open(LOG, "a") as f:
             f.write(
                 json.dumps(

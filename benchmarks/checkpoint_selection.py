@@ -29,14 +29,9 @@ LOG = Path(__file__).with_name("checkpoint_selection.jsonl")
 
 
 def trained_on(records_dir: Path, run_id: str) -> str | None:
-    """The processor the run trained on, from its run.json (pipeline layout or recipe_search's)."""
-    for info in (
-        records_dir.parent.parent / "runs" / run_id / "run.json",
-        records_dir.parent.parent / "run" / "run.json",
-    ):
-        if info.exists():
-            return json.loads(info.read_text()).get("processor")
-    return None
+    """The processor the run trained on, from the engine's run.json (the latest of the run's fingerprints)."""
+    infos = sorted((records_dir.parent.parent / "runs" / run_id).glob("*/run.json"), key=lambda p: p.stat().st_mtime)
+    return json.loads(infos[-1].read_text())["provenance"].get("processor") if infos else None
 
 
 def main() -> None:

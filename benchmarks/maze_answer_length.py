@@ -1,13 +1,13 @@
 """Why a maze baseline generalizes by itself: exact match split by the answer's length.
 
-    python benchmarks/maze_answer_length.py dfs_alone4=/tmp/lengen-search/m2_dfs_alone_4 \\
-        dfs_sp4=/tmp/lengen-search/m1_dfs_sp_4_8 --task dfs_trace --train-nodes 4 --lengths 5-12
+    python benchmarks/maze_answer_length.py alone=runs/sp_far_alone-rope-s0 sp_dfs=runs/sp_far_dfs-rope-s0 \\
+        --task shortest_path_far --train-nodes 4 --lengths 5-12
 
 A maze of n nodes can still have a short answer (start next to end): such examples need no output
 position the main task was trained on past its maximum, so "length" generalization in nodes partly
-measures answers no longer than those seen in training. For each run (its final checkpoint,
-``NAME=SEARCH_DIR`` from ``recipe_search.py``) this scores the profile's evaluation sets of ``--task`` at
-each maze size with teacher-forced exact match and splits the examples by whether the answer has more
+measures answers no longer than those seen in training. For each run (its last kept checkpoint,
+``NAME=DIR`` a run directory ``runs/<run_id>[/<fingerprint>]``) this scores the profile's evaluation sets
+of ``--task`` at each maze size with teacher-forced exact match and splits the examples by whether the answer has more
 nodes than the longest answer at ``--train-nodes`` (2n-1 for ``dfs_trace``, n for ``shortest_path``).
 Prints a table and appends one JSON line per run to ``benchmarks/maze_answer_length.jsonl``.
 """
@@ -57,7 +57,7 @@ def split_scores(model, task: str, lengths: list[int], train_nodes: int, n: int,
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("runs", nargs="+", help="NAME=DIR (a recipe_search.py search dir or a pipeline run dir)")
+    ap.add_argument("runs", nargs="+", help="NAME=DIR (a run dir runs/<run_id>[/<fingerprint>])")
     ap.add_argument("--task", default="dfs_trace", choices=[n for n, t in sorted(TASKS.items()) if t.family == "mazes"])
     ap.add_argument("--train-nodes", type=int, required=True, help="the main task's maximum training size")
     add_options(ap, lengths="5-12")

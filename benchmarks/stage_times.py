@@ -6,9 +6,9 @@
 
 Sources: papermill's ``duration`` in every executed notebook under ``reports/`` (one per stage run), and
 for the stages that resume from finished work — ``formal`` (``reports/formal/timing.json``: the sum of
-its runs' wall times when they were trained), ``train``/``ablation``/``grid`` (``runs/<id>/run.json``:
-``wall_s_total`` over every call that finished the run) and ``pretrained`` (``reports/pretrained/runs/*.json``)
-— whether this call only resumed. A resumed stage's notebook time understates what a clean clone pays, so
+its runs' wall times when they were trained), ``train``/``ablation``/``grid``
+(``runs/<id>/<fingerprint>/run.json``: ``wall_s`` over every session that trained the run) and ``pretrained``
+(``reports/pretrained/runs/<id>/<fingerprint>/run.json``) — whether this call only resumed. A resumed stage's notebook time understates what a clean clone pays, so
 the table says so and the total counts the full cost where it is recorded.
 """
 
@@ -53,14 +53,13 @@ def collect(root: Path = ROOT) -> list[dict]:
                 row["note"] = "resumed: runs read back; full cost adds their recorded wall time / workers"
         if nb.parent.name == "train" and nb.stem not in active:
             row.update(counted=False, note="not a run of the active params.yaml: not counted")
-        elif nb.parent.name == "train" and (root / "runs" / nb.stem / "run.json").exists():
-            info = json.loads((root / "runs" / nb.stem / "run.json").read_text())
-            earlier = info.get("wall_s_total", 0.0) - info.get("wall_s_this_session", 0.0)
-            if earlier > 0:  # resumed a run trained (partly or wholly) by an earlier call
-                row["full_s"] = round(secs + earlier, 1)
-                row["note"] = "resumed: full cost adds the run's earlier wall time (run.json wall_s_total)"
+        elif nb.parent.name == "train" and (infos := sorted((root / "runs" / nb.stem).glob("*/run.json"))):
+            info = json.loads(max(infos, key=lambda p: p.stat().st_mtime).read_text())
+            if info["wall_s"] > secs:  # read back, or resumed: the engine records the run's time over all sessions
+                row["full_s"] = round(info["wall_s"], 1)
+                row["note"] = "read back or resumed: full cost is the run's recorded wall time (run.json wall_s)"
         if nb.name == "03_pretrained.ipynb" and (root / "reports/pretrained/runs").exists():
-            runs = [json.loads(f.read_text()) for f in sorted((root / "reports/pretrained/runs").glob("*.json"))]
+            runs = [json.loads(f.read_text()) for f in sorted((root / "reports/pretrained/runs").glob("*/*/run.json"))]
             recorded = sum(float(r.get("wall_s", 0.0)) for r in runs)
             if recorded > secs:  # finished runs were read back: the stage paid at least their recorded time
                 row["full_s"] = round(recorded, 1)
