@@ -8,8 +8,9 @@ Sources: papermill's ``duration`` in every executed notebook under ``reports/`` 
 for the stages that resume from finished work — ``formal`` (``reports/formal/timing.json``: the sum of
 its runs' wall times when they were trained), ``train``/``ablation``/``grid``
 (``runs/<id>/<fingerprint>/run.json``: ``wall_s`` over every session that trained the run) and ``pretrained``
-(``reports/pretrained/runs/<id>/<fingerprint>/run.json``) — whether this call only resumed. A resumed stage's notebook time understates what a clean clone pays, so
-the table says so and the total counts the full cost where it is recorded.
+(``reports/pretrained/runs/<id>/<fingerprint>/run.json``) — whether this call only resumed. A resumed
+stage's notebook time understates what a clean clone pays, so the table says so and the total counts the
+full cost where it is recorded.
 """
 
 from __future__ import annotations
