@@ -7,7 +7,7 @@ import pytest
 from lengen import paths
 from lengen.config import load_config, use_profile
 from lengen.config.cli import main
-from lengen.config.profiles import differences, edits
+from lengen.config.profiles import differences, edits, profile_names
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def test_edits_against_the_named_profile(params):
     changed = edits(params)
     assert any(c.startswith("train.steps: ") for c in changed) and not any(c.startswith("profile") for c in changed)
     params.write_text(params.read_text().replace("profile: paper", "profile: mine", 1))
-    known = "['cpu', 'paper', 'smoke']"
+    known = str(profile_names())  # cpu, paper, smoke, study, ...
     assert edits(params) == [f"profile: 'mine' names no file in {paths.PROFILES_DIR} (known: {known})"]
     with pytest.raises(ValueError, match="names no file"):
         use_profile("cpu", target=params)

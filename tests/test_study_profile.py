@@ -1,0 +1,58 @@
+"""The `study` profile holds every CPU-scale experiment the project reports; the `cpu` profile is its subset:
+every cpu run is a study run with the same run id and the same fingerprint (so it is read back, not retrained)."""
+
+import pytest
+
+from lengen import paths
+from lengen.config import load_config, use_profile
+from lengen.config.cli import main
+from lengen.train import run_spec
+
+
+@pytest.fixture(scope="module")
+def study():
+    return load_config(paths.PROFILES_DIR / "study.yaml")
+
+
+@pytest.fixture(scope="module")
+def cpu():
+    return load_config(paths.PROFILES_DIR / "cpu.yaml")
+
+
+def test_study_profile_checks_and_is_a_profile(tmp_path, capsys):
+    assert main(["check", str(paths.PROFILES_DIR / "study.yaml")]) == 0
+    assert "ok: profile study," in capsys.readouterr().out
+    assert load_config(use_profile("study", target=tmp_path / "params.yaml")).profile == "study"
+
+
+def test_the_study_shares_the_cpu_profile_runs_parameters(study, cpu):
+    assert (study.data, study.model, study.train, study.groups) == (cpu.data, cpu.model, cpu.train, cpu.groups)
+
+
+def test_every_cpu_run_is_a_study_run_with_the_same_fingerprint(study, cpu):
+    studied = {r.run_id: r for r in study.all_runs()}
+    assert len(studied) == len(study.all_runs())  # each run once over experiment, ablation and grid
+    for run in cpu.all_runs():
+        assert run.run_id in studied, f"{run.run_id} is a cpu run but not a study run"
+        assert studied[run.run_id] == run
+        assert run_spec(studied[run.run_id]).fingerprint == run_spec(run).fingerprint
+
+
+def test_the_study_holds_every_reported_experiment(study):
+    runs = study.all_runs()
+    seeds: dict[tuple[str, str], set[int]] = {}
+    for r in runs:
+        seeds.setdefault((r.group_name, r.pos_encoding), set()).add(r.seed)
+    # every defined group at RoPE (headline groups, baselines, controls, one auxiliary, other groups, mazes)
+    for g in study.groups:
+        assert len(seeds.get((g, "rope"), ())) >= 3, f"{g}: fewer than 3 RoPE seeds"
+    for g in ("arith_carry", "caprev", "sp_far_dfs", "add_alone", "caprev_alone", "sp_far_alone"):
+        assert len(seeds[(g, "rope")]) >= 5, f"{g}: a headline group or baseline below 5 seeds"
+    for g in ("arith_carry", "add_alone", "caprev", "caprev_alone"):  # RoPE vs NoPE (Fig. 12-13)
+        assert len(seeds.get((g, "nope"), ())) >= 3
+    grid = study.grid
+    assert len(grid.main_lengths) >= 3 and len(grid.aux_lengths) >= 3 and len(grid.seeds) >= 2
+    # the head analysis covers every trained group with auxiliaries
+    analysed = {g for names in study.heads.groups.values() for g in names}
+    assert analysed == {r.group_name for r in study.runs() + study.ablation_runs() if r.group.aux}
+    assert study.pretrained.n_eval >= 256 and study.formal is not None
