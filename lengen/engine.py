@@ -22,6 +22,12 @@ A run lives in ``<root>/<run_id>/<fingerprint>/``::
     records.jsonl                  the records so far (rewritten after each evaluation, to watch a run)
     records.csv, run.json          written when the run finishes; run.json marks it finished
 
+A run trains a compiled model (``torch.compile`` of the network's forward, dynamic shapes so the varying
+sequence lengths share one graph) where that pays: :func:`resolve_compile` reads ``RunSpec.compile``
+(``auto`` | ``compiled`` | ``eager``); ``auto`` compiles only on CPUs measured to gain and only for runs
+long enough to pay back the one-time compile (benchmarks/README.md, speed). The compile happens in the
+first steps and is part of the run's wall time; ``run.json`` says whether the run was compiled.
+
 Because the fingerprint is part of the path, runs of two profiles or two parameter sets that share a run
 id never overwrite each other: switching back finds the earlier run finished and reads it back.
 Checkpoints are written atomically (temporary file, then rename), so a kill never leaves a truncated
@@ -34,6 +40,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -47,9 +54,18 @@ from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, Mode
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from lengen.config.core import COMPILE_SETTINGS
 from lengen.runtime import autocast_context, default_device, provenance, resolve_precision
 from lengen.sources import code_hash, import_closure
 from lengen.system import LengenSystem
+
+# CPU kernels (torch.backends.cpu.get_cpu_capability()) on which a compiled training step was measured faster
+# than eager, at both model sizes and precisions (benchmarks/README.md, speed): AVX-512 CPUs (Intel Xeon with
+# AMX, AMD Zen 4). AVX2-only CPUs and GPUs are not measured yet, so ``auto`` trains them eager.
+COMPILE_PAYS_ON = ("AVX512",)
+# The compile costs ~15-40 s with a warm inductor cache (minutes on a cold one) on a 2-core CPU, and saves
+# ~30-45% of each step: shorter runs do not pay it back, so ``auto`` trains them eager.
+COMPILE_MIN_STEPS = 1000
 
 Rows = list[dict]
 ScoreFn = Callable[[torch.nn.Module, int, bool], Rows]  # (model, step, final) -> tidy records
@@ -82,6 +98,7 @@ class RunSpec:
     keep_checkpoints: bool = False  # a weights-only checkpoint at every evaluation step (head analysis)
     stop: StopRule | None = None
     log_every_n_steps: int = 50
+    compile: str = "auto"  # auto | compiled | eager: train a torch.compile'd network (resolve_compile)
     extra_info: Mapping = field(default_factory=dict)  # more to record in run.json (not fingerprinted)
 
     @cached_property
@@ -94,6 +111,10 @@ class RunSpec:
         """Hash of the code roots' import closure; a root given as a .py file outside the package counts too."""
         files = import_closure(*self.code) + sorted(str(c) for c in self.code if str(c).endswith(".py"))
         return code_hash(files)
+
+    def __post_init__(self):
+        if self.compile not in COMPILE_SETTINGS:
+            raise ValueError(f"compile={self.compile!r} must be one of {COMPILE_SETTINGS}")
 
     @property
     def run_dir(self) -> Path:
@@ -259,6 +280,32 @@ def load_system(checkpoint: Path, cls: type[L.LightningModule] | None = None) ->
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Compiled training
+
+
+def resolve_compile(setting: str, device: torch.device | str, steps: int) -> bool:
+    """Whether a run of ``steps`` steps on ``device`` trains compiled: ``compiled`` / ``eager`` as said;
+    ``auto`` compiles on the CPUs of :data:`COMPILE_PAYS_ON` (where a C++ compiler for inductor is found)
+    for runs of at least :data:`COMPILE_MIN_STEPS` steps, else trains eager."""
+    if setting not in COMPILE_SETTINGS:
+        raise ValueError(f"compile={setting!r} must be one of {COMPILE_SETTINGS}")
+    if setting != "auto" or steps <= 0:
+        return setting == "compiled" and steps > 0
+    return (
+        torch.device(device).type == "cpu"
+        and torch.backends.cpu.get_cpu_capability() in COMPILE_PAYS_ON
+        and steps >= COMPILE_MIN_STEPS
+        and any(shutil.which(cxx) for cxx in ("g++", "c++", "clang++"))
+    )
+
+
+def compile_network(system: L.LightningModule) -> None:
+    """Compile the network's forward in place (``nn.Module.compile``: parameter names and checkpoints stay
+    as they are). Dynamic shapes: batches of every sequence length run one graph instead of one each."""
+    system.model.compile(dynamic=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # One run
 
 
@@ -301,6 +348,9 @@ def fit(
         L.seed_everything(spec.seed, workers=True, verbose=False)
         system, data, evaluator = build()
         precision = resolve_precision(spec.precision, default_device())
+        compiled = resolve_compile(spec.compile, default_device(), spec.steps)
+        if compiled:
+            compile_network(system)
         extra: list[L.Callback] = [evaluator]
         if spec.stop is not None:
             extra.append(StopAtScore(spec.stop, spec.eval_every))
@@ -350,6 +400,8 @@ def fit(
             check_checkpoint(path)
         records = pd.DataFrame(evaluator.records)
         records.to_csv(d / "records.csv", index=False)
+        prov = provenance()
+        prov["float_path"]["compiled"] = compiled  # inductor's kernels are another float path than eager's
         info = {
             "run_id": spec.run_id,
             "fingerprint": spec.fingerprint,
@@ -363,7 +415,8 @@ def fit(
             "threads": spec.threads,
             "devices": spec.devices,
             "precision": precision,
-            "provenance": provenance(),
+            "compile": {"setting": spec.compile, "compiled": compiled},
+            "provenance": prov,
             **spec.extra_info,
         }
         (d / "run.json").write_text(json.dumps(info, indent=1, default=str) + "\n")  # marks the run finished

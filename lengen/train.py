@@ -59,6 +59,7 @@ def run_spec(run: RunConfig, root: Path | None = None) -> RunSpec:
         grad_clip=tr.grad_clip,
         eval_every=tr.eval_every,
         keep_checkpoints=True,
+        compile=tr.compile,
     )
 
 

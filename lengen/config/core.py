@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from lengen.config.base import MODEL_INITS, POS_ENCODINGS, PRECISIONS, _fail, _positive, _seeds, _unique
 from lengen.tasks import get_task
 
+COMPILE_SETTINGS = ("auto", "compiled", "eager")  # as lengen.engine.COMPILE_SETTINGS (torch-free here)
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -82,8 +84,13 @@ class TrainConfig:
     num_workers: int  # DataLoader worker processes generating the stream (0 = in the training process)
     # a step runs the batch as this many length-sorted chunks, each cut to its own length (same gradient)
     length_buckets: int
+    # auto | compiled | eager: train a torch.compile'd network; auto compiles where that was measured to pay
+    # (lengen.engine.resolve_compile: AVX-512 CPUs, runs of >= 1000 steps), else trains eager
+    compile: str = "auto"
 
     def __post_init__(self):
+        if self.compile not in COMPILE_SETTINGS:
+            _fail("train.compile", f"{self.compile!r} is not one of {COMPILE_SETTINGS}")
         for k in ("steps", "batch_size", "lr", "eps", "threads", "eval_every"):
             _positive(f"train.{k}", getattr(self, k))
         for k in ("beta1", "beta2", "warmup_frac", "decay_frac", "min_lr_frac"):
