@@ -17,6 +17,75 @@ from lengen import paths
 from lengen.config import Config
 from lengen.records import final_records, summarize
 
+# ---------------------------------------------------------------------------------------------
+# Names in words: group labels, the paper's figure per group, captions
+
+# The paper's figure of each group (its Fig. 3a-8; "far queries" is our maze variant of Fig. 6 / 7).
+PAPER_FIGURES = {
+    "arith_carry": "3a",
+    "arith_sub": "3b",
+    "arith_mul": "3c",
+    "add_alone": "3d",
+    "copy_mqar": "4a",
+    "copy_alone": "4b",
+    "caprev": "4c",
+    "caprev_alone": "4d",
+    "dfs_sp": "6",
+    "sp_dfs": "7",
+    "dfs_far_sp": "6, far queries",
+    "sp_far_dfs": "7, far queries",
+    "arith_control": "8",
+    "copy_control": "8",
+}
+TASK_NAMES = {
+    "capitalize_reverse": "capitalize-reverse",
+    "copy_first_op": "copy-first-op",
+    "dfs_trace": "DFS trace",
+    "cot_multiply": "n×3 CoT multiply",
+    "mqar": "MQAR",
+}
+POS_ENCODING_NAMES = {"rope": "RoPE", "nope": "NoPE", "ape": "APE"}
+NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+
+
+def task_name(task: str) -> str:
+    """A task in words: 'reverse add', 'shortest path (far)', 'DFS trace'."""
+    far = task.endswith("_far")
+    base = task.removesuffix("_far")
+    return TASK_NAMES.get(base, base.replace("_", " ")) + (" (far)" if far else "")
+
+
+def group_label(group) -> str:
+    """A group in words, as the paper's captions: 'reverse add ≤ 8 ← no carry + carry only ≤ 16'."""
+    main = f"{task_name(group.main_task)} ≤ {group.main_max}"
+    if not group.aux:
+        return f"{main} alone"
+    by_length: dict[int, list[str]] = {}
+    for t, n in group.aux.items():
+        by_length.setdefault(n, []).append(task_name(t))
+    return f"{main} ← " + " + ".join(f"{' + '.join(ts)} ≤ {n}" for n, ts in by_length.items())
+
+
+def seeds_in_words(n: int) -> str:
+    """'five seeds', 'one seed'."""
+    word = NUMBER_WORDS[n] if n < len(NUMBER_WORDS) else str(n)
+    return f"{word} seed{'s' if n != 1 else ''}"
+
+
+def transfer_captions(summary: pd.DataFrame, cfg: Config, number: int = 1) -> dict[tuple[str, str], str]:
+    """Caption of each transfer panel (:func:`transfer_panels`), numbered Fig. {number}a, b, ... like the paper's:
+    'Fig. 1a — reverse add ≤ 8 ← no carry + carry only ≤ 16, five seeds, RoPE (paper Fig. 3a)'."""
+    out = {}
+    for k, (g, pe) in enumerate(transfer_panels(cfg)):
+        n = len(summary[(summary.group == g) & (summary.pos_encoding == pe)]) if len(summary) else 0
+        letter = chr(ord("a") + k) if k < 26 else str(k + 1)
+        paper = f" (paper Fig. {PAPER_FIGURES[g]})" if g in PAPER_FIGURES else ""
+        out[(g, pe)] = (
+            f"Fig. {number}{letter} — {group_label(cfg.group(g))}, {seeds_in_words(n)}, "
+            f"{POS_ENCODING_NAMES.get(pe, pe)}{paper}"
+        )
+    return out
+
 
 def transfer_curves(records: pd.DataFrame, cfg: Config, group: str, pos_encoding: str) -> pd.DataFrame:
     """Final exact match vs length for the group's tasks and its baseline's main task, labelled."""

@@ -7,6 +7,8 @@ machine a result came from asks here, so training, evaluation and the analyses a
 * :func:`native_bf16`, :func:`resolve_precision`, :func:`autocast_context` — bf16 only where it is native.
 * :func:`float_path`, :func:`cpu_model`, :func:`cpu_id` — what decides the bits of a run on CPU.
 * :func:`provenance` — all of the above plus versions, platform, git commit and date, for report headers.
+* :func:`report_header` — that provenance as the first output of an executed report (Markdown).
+* :func:`quiet_reports` — the warning filters of the executed reports (progress-bar and deprecation noise).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import platform
 import re
 import subprocess
+import warnings
 
 import torch
 
@@ -169,3 +172,67 @@ def provenance() -> dict:
         "git_commit": git_commit(),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
+
+
+def cpu_isa(cpuinfo: str = "/proc/cpuinfo") -> list[str]:
+    """The vector ISA extensions that decide the float path and bf16 speed, of those the CPU has (in order)."""
+    try:
+        with open(cpuinfo) as f:
+            flags = set(next(line.split(":", 1)[1].split() for line in f if line.startswith("flags")))
+    except (OSError, StopIteration):
+        return []
+    return [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16") if f in flags]
+
+
+def code_changed(root=paths.PROJ_ROOT) -> bool | None:
+    """Whether the package or the notebooks differ from the checked-out commit (None outside git)."""
+    try:
+        out = subprocess.run(
+            ["git", "diff", "--quiet", "HEAD", "--", "lengen", "notebooks"], cwd=root, capture_output=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {0: False, 1: True}.get(out.returncode)
+
+
+def report_header(prov: dict | None = None, changed: bool | None = None) -> str:
+    """Markdown: where the numbers of an executed report came from (commit, CPU model and ISA, float path, bf16,
+    versions, UTC date). The analysis notebooks show it as their first output; ``prov`` defaults to
+    :func:`provenance` of this process, ``changed`` to :func:`code_changed`."""
+    p = prov if prov is not None else provenance()
+    changed = code_changed() if prov is None and changed is None else changed
+    commit = f"`{p['git_commit']}`" if p.get("git_commit") else "unknown (not a git checkout)"
+    if changed:
+        commit += " with uncommitted changes to lengen/ or notebooks/"
+    fp = dict(p.get("float_path") or {})
+    caps = ", ".join(f"{k}={v}" for k, v in fp.items() if k != "cpu_capability")
+    isa = p.get("isa", cpu_isa() if prov is None else [])
+    bf16 = "native" if p.get("native_bf16", native_bf16() if prov is None else False) else "emulated (fp32 runs)"
+    v = p.get("versions", {})
+    return (
+        f"**Provenance** — commit {commit}; CPU {p.get('processor') or 'unknown'}"
+        + (f" ({p['cpu_id']})" if p.get("cpu_id") else "")
+        + (f", ISA {' '.join(isa)}" if isa else "")
+        + (f", GPU {p['gpu']}" if p.get("gpu") else "")
+        + f"; float path: ATen {fp.get('cpu_capability', '?')}"
+        + (f", capped by {caps}" if caps else "")
+        + f", bf16 {bf16}; Python {v.get('python')}, torch {v.get('torch')}, Lightning {v.get('lightning')}; "
+        f"executed {p.get('date', '?')} (UTC)."
+    )
+
+
+# Warnings that are noise in an executed report: they say nothing about the results and repeat in every run.
+REPORT_NOISE = (
+    r"IProgress not found",  # tqdm.auto without ipywidgets (Lightning imports it)
+    r'install "ipywidgets" for Jupyter support',  # rich's live display in a kernel
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",  # Lightning's _pytree on this torch
+)
+
+
+def quiet_reports() -> None:
+    """Filter the executed reports' warning noise: :data:`REPORT_NOISE` by message, and the FutureWarnings that
+    seaborn raises through pandas. Call it first in a notebook, before Lightning is imported; other warnings
+    still show."""
+    for message in REPORT_NOISE:
+        warnings.filterwarnings("ignore", message=message)
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"seaborn(\..*)?$")
