@@ -370,7 +370,8 @@ def fit(
             max_steps=spec.steps,
             accelerator="auto",
             devices=spec.devices,
-            strategy="ddp" if spec.devices > 1 else "auto",
+            strategy="ddp" if spec.devices > 1 else "auto",  # NCCL on GPUs, gloo on CPUs (Lightning's choice)
+            num_nodes=int(os.environ.get("LENGEN_NUM_NODES", "1")),  # several nodes: docs/scaling.md
             precision=precision,
             gradient_clip_val=spec.grad_clip or None,
             logger=CSVLogger(d, name="logs", version=""),
