@@ -107,6 +107,10 @@ def transfer_panels(cfg: Config) -> list[tuple[str, str]]:
     return list(dict.fromkeys((r.group_name, r.pos_encoding) for r in cfg.runs() + cfg.ablation_runs() if r.group.aux))
 
 
+SUMMARY_COLUMNS = ("run_id", "group", "pos_encoding", "seed", "with_aux", "main_in_dist", "main_transfer")
+SUMMARY_COLUMNS += ("main_beyond", "gap")  # one row per run (run_summary)
+
+
 def run_summary(records: pd.DataFrame, cfg: Config) -> pd.DataFrame:
     """One row per run: main-task exact match in-distribution, in the transfer range, beyond; gap
     (the same numbers as each run's metrics file, from :func:`lengen.records.summarize`)."""
@@ -127,7 +131,7 @@ def run_summary(records: pd.DataFrame, cfg: Config) -> pd.DataFrame:
                 gap=m.get("generalization_gap", np.nan),
             )
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
 
 
 def transfer_table(summary: pd.DataFrame, cfg: Config) -> pd.DataFrame:

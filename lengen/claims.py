@@ -185,8 +185,9 @@ def one_vs_two_claim(cfg: Config, summary: pd.DataFrame) -> dict:
         order = MORE_RELATED.get(g.main_task)
         if order and set(g.aux) == set(order):
             single = {next(iter(h.aux)): n for n, h in cfg.groups.items() if h.main == g.main and len(h.aux) == 1}
-            families.append((name, single.get(order[0]), single.get(order[1])))
-    units, why = _split(cfg, summary, families)
+            if order[0] in single and order[1] in single:
+                families.append((name, single[order[0]], single[order[1]]))
+    units, why = _split(cfg, summary, families) if families else ([], "no one-auxiliary group defined")
     if not units:
         return _row("one_vs_two", EBA, claim, why, "", "not tested", rule, "figures/gaps.png")
     held, parts, seeds = [], [], []
@@ -348,8 +349,21 @@ def build(
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def heads_table(reports_dir: Path | None = None) -> pd.DataFrame | None:
+    """The head analysis's correlations (``reports/heads/records/correlations.csv``), or None before it ran."""
+    p = Path(reports_dir or paths.REPORTS_DIR) / "heads" / "records" / "correlations.csv"
+    return pd.read_csv(p) if p.exists() else None
+
+
 # ---------------------------------------------------------------------------------------------
 # Output
+
+
+def describe(table: pd.DataFrame, ids: list[str]) -> str:
+    """Markdown bullets for a report section's closing: each claim (ids, or id prefixes ending in ':'), our
+    measurement and the verdict."""
+    rows = [r for r in table.itertuples() if any(r.id == i or (i.endswith(":") and r.id.startswith(i)) for i in ids)]
+    return "\n".join(f"- **{r.claim}** — ours: {r.measured} → **{r.verdict}**" for r in rows) or "_No claim here._"
 
 
 def _cell(text: str) -> str:

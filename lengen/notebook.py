@@ -8,6 +8,9 @@ DVC stages call this::
 Parameters are type-converted by papermill from the notebook's ``parameters`` cell (``-p`` values are
 parsed as YAML scalars). A failing cell makes the stage fail with exit code 1 and the cell's error,
 not a 200-line traceback; the partially executed notebook is still written for inspection.
+
+In a notebook, :func:`figure` shows a saved figure by reference with its caption: the executed report and its HTML
+link the PNG under ``reports/`` instead of embedding the image a second time.
 """
 
 from __future__ import annotations
@@ -18,14 +21,34 @@ import sys
 import time
 from pathlib import Path
 
-import papermill as pm
 import yaml
-from nbconvert import HTMLExporter
 
 from lengen import paths
 
 
+def figure(fig, path: str | Path, caption: str):
+    """Close ``fig`` (so the kernel does not embed it) and return :func:`image` of its saved ``path``."""
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return image(path, caption)
+
+
+def image(path: str | Path, caption: str):
+    """Markdown showing a saved figure (``path`` as :func:`lengen.plots.save` returns it) with its caption, by
+    reference: a path under the project root is linked as ``../<path>``, which resolves from ``reports/`` (the
+    executed report and its HTML) and from ``notebooks/`` (JupyterLab)."""
+    from IPython.display import Markdown
+
+    p = Path(path)
+    src = p.as_posix() if p.is_absolute() else f"../{p.as_posix()}"
+    return Markdown(f"![{caption}]({src})\n\n*{caption}*")
+
+
 def run_notebook(src: str | Path, out: str | Path, parameters: dict | None = None, html: bool = True) -> Path:
+    import papermill as pm
+    from nbconvert import HTMLExporter
+
     src, out = paths.PROJ_ROOT / src, paths.PROJ_ROOT / out
     out.parent.mkdir(parents=True, exist_ok=True)
     pm.execute_notebook(

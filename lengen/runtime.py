@@ -207,7 +207,7 @@ def report_header(prov: dict | None = None, changed: bool | None = None) -> str:
     fp = dict(p.get("float_path") or {})
     caps = ", ".join(f"{k}={v}" for k, v in fp.items() if k != "cpu_capability")
     isa = p.get("isa", cpu_isa() if prov is None else [])
-    bf16 = "native" if p.get("native_bf16", native_bf16() if prov is None else False) else "emulated (fp32 runs)"
+    bf16 = "native" if p.get("native_bf16", native_bf16() if prov is None else False) else "emulated (auto: fp32)"
     v = p.get("versions", {})
     return (
         f"**Provenance** — commit {commit}; CPU {p.get('processor') or 'unknown'}"

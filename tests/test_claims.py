@@ -143,3 +143,10 @@ def test_the_analysis_stages_tables_become_rows():
     assert nope["verdict"] == "not reproduced" and nope["seeds"] == "disagree: u"
     pretrained = pd.DataFrame([dict(claim="c", measure="m", ours="0.00", agrees="vacuous")])
     assert claims.pretrained_claims(pretrained)[0]["verdict"] == "partly"
+
+
+def test_a_profile_without_the_groups_of_a_claim():
+    smoke = load_config(PROFILES_DIR / "smoke.yaml")  # no one-auxiliary groups, no controls defined
+    table = claims.build(analysis.run_summary(pd.DataFrame(columns=list(analysis.SUMMARY_COLUMNS)), smoke), smoke)
+    assert (table.verdict == "not tested").all()
+    assert table.set_index("id").loc["one_vs_two"].measured == "no one-auxiliary group defined"

@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from lengen.analysis import length_ranges, transfer_curves
+from lengen.analysis import length_ranges, transfer_curves, transfer_panels
 from lengen.config import Config
 from lengen.plots import EXACT_MATCH_LIM, shade_training
 from lengen.records import final_records
@@ -37,6 +37,13 @@ def plot_transfer(records: pd.DataFrame, cfg: Config, group: str, pos_encoding: 
     ax.set(title=f"{group} ({pos_encoding})", xlabel="length", ylabel="exact match", ylim=EXACT_MATCH_LIM)
     ax.legend(fontsize=8, loc="best")
     return ax.figure
+
+
+def transfer_figures(records: pd.DataFrame, cfg: Config) -> dict[tuple[str, str], object]:
+    """:func:`plot_transfer` of every transfer panel (:func:`lengen.analysis.transfer_panels`) that has records,
+    keyed by (group, position encoding); the file name is ``transfer_<group>_<pe>``."""
+    have = set(zip(records.group, records.pos_encoding))
+    return {(g, pe): plot_transfer(records, cfg, g, pe) for g, pe in transfer_panels(cfg) if (g, pe) in have}
 
 
 def plot_run(records: pd.DataFrame, cfg: Config, run_id: str):
