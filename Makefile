@@ -7,16 +7,28 @@ STAMP  := $(VENV)/.installed
 PROFILE ?=
 FORCE   ?=
 USE     := $(BIN)/python -m lengen.config use $(PROFILE) $(if $(FORCE),--force)
+DVC     := PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc
 
-.PHONY: env test lint check reproduce lab profile strip clean-venv bench
+# Which torch build: TORCH_VARIANT=cpu (the default: torch 2.13.0+cpu from PyTorch's CPU index, no CUDA
+# libraries), cuda (PyPI's torch 2.13.0, which on Linux x86_64 is the CUDA build and brings its CUDA
+# libraries: for a GPU box), or another tag of PyTorch's index (e.g. cu126: torch 2.13.0+cu126 from
+# https://download.pytorch.org/whl/cu126). A machine whose pip already finds the CPU wheel offline can skip
+# the index: TORCH_INDEX=. To switch an existing venv: `make clean-venv env TORCH_VARIANT=cuda`.
+TORCH_VERSION ?= 2.13.0
+TORCH_VARIANT ?= cpu
+TORCH_INDEX   ?= $(if $(filter cuda,$(TORCH_VARIANT)),,https://download.pytorch.org/whl/$(TORCH_VARIANT))
+TORCH_SPEC    := torch==$(TORCH_VERSION)$(if $(filter cuda,$(TORCH_VARIANT)),,+$(TORCH_VARIANT))
+
+.PHONY: env test lint check reproduce queue lab profile strip clean-venv bench
 
 env: $(STAMP)
 
-# torch first and pinned (a CPU wheel; an unpinned torch pulls CUDA), then the rest under the lock.
+# torch first and pinned (TORCH_VARIANT above; an unpinned torch pulls CUDA), then the rest under the lock
+# (requirements say torch==2.13.0, which the local build 2.13.0+cpu satisfies).
 $(STAMP): requirements.txt requirements-nodeps.txt requirements.lock pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet $(TORCH_SPEC) $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install --quiet -r requirements.txt -c requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements-nodeps.txt -c requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
@@ -43,7 +55,30 @@ check: env
 reproduce: env
 	@if [ -n "$(PROFILE)" ]; then $(USE); fi
 	$(BIN)/python -m lengen.config check
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro
+	$(DVC) repro
+
+# Many runs at once (docs/scaling.md): the stages that train one run each (train, ablation, grid), JOBS at a
+# time, each its own `dvc repro --single-item` in this workspace: DVC releases its repository lock while a
+# stage's command runs and locks each stage's deps (shared) and outs (one run's own); --wait-for-lock queues
+# the short locked moments. Records, metrics, runs/ and dvc.lock land here as with `make reproduce`, which then
+# makes the reports (finished runs are up to date). One accelerator per worker: xargs numbers its slots, and
+# with GPUS (default: those of CUDA_VISIBLE_DEVICES, else every GPU nvidia-smi lists; JOBS defaults to their
+# count) slot k trains on the (k mod n)-th GPU of the list (CUDA_VISIBLE_DEVICES set per run). On CPUs give
+# each run train.threads = cores / JOBS. PROFILE as for reproduce.
+comma      := ,
+GPUS       ?= $(or $(subst $(comma), ,$(CUDA_VISIBLE_DEVICES)),$(shell nvidia-smi --query-gpu=index --format=csv,noheader 2>/dev/null))
+JOBS       ?= $(if $(strip $(GPUS)),$(words $(GPUS)),2)
+RUN_STAGES ?= ^(train|ablation|grid)@
+QUEUE_SLOT := stage=$$1; if [ -n "$$GPUS" ]; then set -- $$GPUS; shift $$((SLOT % $$\#)); \
+	export CUDA_VISIBLE_DEVICES=$$1; fi; echo "[queue] slot $$SLOT$${CUDA_VISIBLE_DEVICES:+ gpu $$CUDA_VISIBLE_DEVICES}: $$stage"; \
+	exec dvc --wait-for-lock repro --single-item "$$stage"
+
+queue: env
+	@if [ -n "$(PROFILE)" ]; then $(USE); fi
+	$(BIN)/python -m lengen.config check
+	$(DVC) repro data
+	$(DVC) stage list --name-only | grep -E '$(RUN_STAGES)' | PATH=$(CURDIR)/$(BIN):$$PATH GPUS="$(strip $(GPUS))" \
+	  xargs -r -n 1 -P $(JOBS) --process-slot-var=SLOT sh -c '$(QUEUE_SLOT)' queue
 
 profile: env
 	$(USE)
@@ -56,11 +91,6 @@ bench: env
 
 strip:
 	$(BIN)/nbstripout --keep-id notebooks/*.ipynb
-
-# The claims table the figures stage generates (reports/claims.md) into README.md, between its claims markers.
-.PHONY: claims
-claims: env
-	$(BIN)/python -m lengen.claims readme
 
 clean-venv:
 	rm -rf $(VENV)
