@@ -92,5 +92,10 @@ bench: env
 strip:
 	$(BIN)/nbstripout --keep-id notebooks/*.ipynb
 
+# The claims table the figures stage generates (reports/claims.md) into README.md, between its claims markers.
+.PHONY: claims
+claims: env
+	$(BIN)/python -m lengen.claims readme
+
 clean-venv:
 	rm -rf $(VENV)
