@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PROFILE ?=
 FORCE   ?=
 USE     := $(BIN)/python -m lengen.config use $(PROFILE) $(if $(FORCE),--force)
-DVC     := PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc
+DVC     := PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc
 
 # Which torch build: TORCH_VARIANT=cpu (the default: torch 2.13.0+cpu from PyTorch's CPU index, no CUDA
 # libraries), cuda (PyPI's torch 2.13.0, which on Linux x86_64 is the CUDA build and brings its CUDA
@@ -77,7 +77,7 @@ queue: env
 	@if [ -n "$(PROFILE)" ]; then $(USE); fi
 	$(BIN)/python -m lengen.config check
 	$(DVC) repro data
-	$(DVC) stage list --name-only | grep -E '$(RUN_STAGES)' | PATH=$(CURDIR)/$(BIN):$$PATH GPUS="$(strip $(GPUS))" \
+	$(DVC) stage list --name-only | grep -E '$(RUN_STAGES)' | PATH=$(abspath $(BIN)):$$PATH GPUS="$(strip $(GPUS))" \
 	  xargs -r -n 1 -P $(JOBS) --process-slot-var=SLOT sh -c '$(QUEUE_SLOT)' queue
 
 profile: env
