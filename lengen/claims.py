@@ -282,21 +282,12 @@ def pretrained_claims(table: pd.DataFrame | None) -> list[dict]:
     if table is None or table.empty:
         claim = "pretraining acts like an implicit auxiliary task (§ pretrained models)"
         return [_row("pretrained", EBA, claim, "no pretrained runs", "", "not tested", rule, link, report)]
-    to_verdict = {"yes": "agrees", "no": "not reproduced", "vacuous": "partly"}
-    return [
-        _row(
-            f"pretrained:{k}",
-            EBA,
-            r.claim,
-            f"{r.measure}: {r.ours}",
-            "one seed",
-            to_verdict[r.agrees],
-            rule,
-            link,
-            report,
-        )
+    verdicts = {"yes": "agrees", "no": "not reproduced", "vacuous": "partly"}
+    rows = [
+        (f"pretrained:{k}", r.claim, f"{r.measure}: {r.ours}", verdicts[r.agrees])
         for k, r in enumerate(table.itertuples())
     ]
+    return [_row(i, EBA, c, m, "one seed", v, rule, link, report) for i, c, m, v in rows]
 
 
 def formal_claims(table: pd.DataFrame | None) -> list[dict]:
