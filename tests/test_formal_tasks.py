@@ -201,3 +201,88 @@ def test_eval_sets_are_seeded_and_stream_offsets_cover_the_table():
     assert offsets.min() == 0 and offsets.max() >= 30
     lang_stream = iter(data.TrainStream(LANGUAGES["D-2"], LANGUAGES["D-2"].tokenizer(), 1, 10, 8, seed=1))
     assert "pos_offset" not in next(lang_stream) and next(lang_stream)["targets"].shape[0] == 8
+
+
+# The official code's APE offsets (lacoco-lab/length_generalization), per example, max test length 150:
+# algorithmic/language_modeling_train.py draws random.randint(0, 150 - L) for the one-answer-token tasks,
+# randint(0, 150 - 3k) for interleaved majority (3k bits), randint(0, (150 - L) * 2) for copy and sort;
+# formal_lang_suite/train_with_ce.py draws torch.randint(n_positions / 2) with n_positions = 2 x the longest.
+OFFICIAL_HIGH = {
+    "bin_majority": lambda L: 150 - L,
+    "majority": lambda L: 150 - L,
+    "parity": lambda L: 150 - L,
+    "bin_majority_interleave": lambda L: 150 - L,
+    "unique_copy": lambda L: (150 - L) * 2,
+    "repeat_copy": lambda L: (150 - L) * 2,
+    "sort": lambda L: (150 - L) * 2,
+}
+
+
+@pytest.mark.parametrize("name", sorted(OFFICIAL_HIGH))
+def test_ape_offset_is_bounded_by_the_example_as_in_the_official_code(name):
+    task = data.get_task(name)
+    n_pos = data.max_positions(task, 150)
+    for L in task.lengths(1, 50):
+        n_ids = len(data.encode(task, task.tokenizer(), task.sample(random.Random(L), L)).ids)
+        assert data.offset_high(task, n_ids, n_pos) == OFFICIAL_HIGH[name](L)
+
+
+def test_ape_offsets_reach_the_last_row_from_every_length_and_never_past_it():
+    task = data.get_task("majority")
+    tok = task.tokenizer()
+    n_pos = data.max_positions(task, 150)  # 154 = <bos> 150 <sep> answer <eos>
+    stream = data.TrainStream(task, tok, 1, 50, 64, seed=3, max_positions=n_pos)
+    ends, short_ends = [], []
+    for k in range(60):
+        b = stream.batch(k)
+        n_ids = (b["input_ids"] != tok.pad_id).sum(1)
+        end = b["pos_offset"] + n_ids  # one past the example's last position
+        assert (b["pos_offset"] >= 0).all() and (end <= n_pos).all()
+        ends.append(end)
+        short_ends.append(end[n_ids <= 10])
+    ends, short_ends = torch.cat(ends), torch.cat(short_ends)
+    assert (ends == n_pos).any() and (short_ends == n_pos).any()  # even a short example ends on the last row
+    # every row up to the longest test sequence is trained often: the answer-predicting <sep> of an example
+    # sits at position >= 140 in ~ (1/50) sum_L P(offset >= 140 - L - 1) ~ 9% of examples (the official 9-10%)
+    seps = []
+    for k in range(60):
+        b = stream.batch(k)
+        seps.append(b["pos_offset"] + (b["input_ids"] != tok.pad_id).sum(1) - 3)
+    assert 0.06 < (torch.cat(seps) >= 140).float().mean() < 0.13
+
+
+def test_language_offsets_are_uniform_below_half_the_table_whatever_the_length():
+    lang = LANGUAGES["D-2"]
+    n_pos = data.max_positions(lang, 150)
+    assert n_pos == 2 * 151  # twice the longest test sequence <bos> w
+    assert data.offset_high(lang, 3, n_pos) == data.offset_high(lang, 51, n_pos) == 150
+    stream = data.TrainStream(lang, lang.tokenizer(), 1, 50, 64, seed=2, max_positions=n_pos)
+    offsets = torch.cat([stream.batch(k)["pos_offset"] for k in range(40)])
+    assert offsets.min() == 0 and offsets.max() == 150 and abs(offsets.float().mean().item() - 75) < 5
+    assert (offsets + 51 <= n_pos).all()
+
+
+def test_offsets_are_a_function_of_the_step():
+    task = data.get_task("sort", 150)
+    s1 = data.TrainStream(task, task.tokenizer(), 1, 50, 16, seed=5, max_positions=data.max_positions(task, 150))
+    s2 = data.TrainStream(task, task.tokenizer(), 1, 50, 16, seed=5, max_positions=data.max_positions(task, 150))
+    assert torch.equal(s1.batch(7)["pos_offset"], s2.batch(7)["pos_offset"])
+    assert not torch.equal(s1.batch(7)["pos_offset"], s1.batch(8)["pos_offset"])
+
+
+def test_padded_positions_fit_the_table_and_change_no_prediction():
+    from lengen.model import ModelConfig, Transformer
+
+    task = data.get_task("bin_majority")
+    tok = task.tokenizer()
+    n_pos, rows = data.max_positions(task, 20), data.table_rows(task, 20, 10)
+    stream = data.TrainStream(task, tok, 1, 10, 32, seed=0, max_positions=n_pos)
+    model = Transformer(
+        ModelConfig(vocab_size=len(tok), n_layer=1, n_head=2, d_model=16, max_seq_len=rows, pos_encoding="ape")
+    )
+    b = stream.batch(0)
+    logits = model(b["input_ids"], pos_offset=b["pos_offset"])  # padded positions run past n_pos, not the table
+    k = int((b["input_ids"] != tok.pad_id).sum(1).argmin())  # the shortest example, alone and unpadded
+    n = int((b["input_ids"][k] != tok.pad_id).sum())
+    alone = model(b["input_ids"][k : k + 1, :n], pos_offset=b["pos_offset"][k : k + 1])
+    torch.testing.assert_close(logits[k : k + 1, :n], alone, rtol=1e-4, atol=1e-5)

@@ -209,3 +209,81 @@ def test_worker_processes_give_the_same_records_as_one_process(tmp_path):
     parallel = train.run_study(fc2, out_dir=tmp_path / "parallel", log=lines.append)[cols]
     pd.testing.assert_frame_equal(serial, parallel)
     assert len(lines) == 8 and json.loads((tmp_path / "parallel" / "timing.json").read_text())["workers"] == 2
+
+
+def scripted_accuracy(monkeypatch, checks: list[float]) -> list[int]:
+    """Replace the scorer: the in-distribution checks return ``checks`` in turn (then their last value), the
+    final evaluation 0.5 per bin; returns the sizes of the samples scored during training."""
+    sizes, it = [], iter(checks)
+    last = [checks[-1]]
+
+    def fake(model, task, tok, items, precision, batch_size=128):
+        if len(items) == TINY["n_eval"] and fake.final:
+            return 0.5
+        sizes.append(len(items))
+        last[0] = next(it, last[0])
+        return last[0]
+
+    fake.final = False
+    original_fit = train.fit
+
+    def fit(spec, build, progress=False):
+        def wrapped():
+            system, data, evaluator = build()
+            score = evaluator.score
+
+            def score_final(model, step, final):
+                fake.final = final
+                return score(model, step, final)
+
+            evaluator.score = score_final
+            return system, data, evaluator
+
+        return original_fit(spec, wrapped, progress)
+
+    monkeypatch.setattr(train, "accuracy", fake)
+    monkeypatch.setattr(train, "fit", fit)
+    return sizes
+
+
+def test_an_algorithmic_run_stops_at_the_first_check_where_the_sample_is_all_right(tmp_path, monkeypatch):
+    sizes = scripted_accuracy(monkeypatch, [0.5, 0.99, 1.0, 0.7])
+    fc = tiny(n_eval_during=12, train=dict(steps=12, batch_size=8, eval_every=2, threads=1))
+    r = train.train_one(fc, "bin_majority", "ape", fc.grid.archs()[0], 0, runs_dir=tmp_path)
+    assert r["history"] == [(2, 0.5), (4, 0.99), (6, 1.0)] and r["steps"] == 6  # 99% does not stop it
+    assert sizes == [12, 12, 12]  # the check: the first 12 examples of the in-distribution evaluation set
+    assert json.loads(
+        (train.run_spec(fc, "bin_majority", "ape", fc.grid.archs()[0], 0, tmp_path).run_dir / "run.json").read_text()
+    )["stopped_early"]
+
+
+def test_a_language_trains_its_whole_budget_unless_told_otherwise(tmp_path, monkeypatch):
+    scripted_accuracy(monkeypatch, [1.0])
+    fc = tiny(train=dict(steps=8, batch_size=8, eval_every=2, threads=1))
+    assert train.stops_early(fc, "bin_majority") and not train.stops_early(fc, "(aa)*")
+    r = train.train_one(fc, "(aa)*", "ape", fc.grid.archs()[0], 0, runs_dir=tmp_path)
+    assert r["steps"] == 8 and [s for s, _ in r["history"]] == [2, 4, 6]  # 100% at every check, no stop
+    fc = tiny(train=dict(steps=8, batch_size=8, eval_every=2, threads=1, early_stop_languages=True))
+    assert train.train_one(fc, "(aa)*", "ape", fc.grid.archs()[0], 0, runs_dir=tmp_path)["steps"] == 2
+
+
+def test_the_check_sample_must_come_from_the_evaluation_set():
+    with pytest.raises(ValueError, match="n_eval_during"):
+        tiny(n_eval=16, n_eval_during=32)
+
+
+def test_the_position_table_starts_at_gpt2_scale_and_nothing_else_moves():
+    from lengen.formal.data import get_task
+
+    fc = tiny(train=dict(steps=6, batch_size=8, eval_every=3, threads=1))
+    task = get_task("majority", fc.vocab_size)
+    torch.manual_seed(0)
+    ape = train.make_system(fc, task, "ape", Arch(2, 2, 64, 0.001)).model
+    assert abs(ape.pos_emb.weight.std().item() - 0.02) < 0.002
+    assert abs(ape.tok_emb.weight.std().item() - 1.0) < 0.1  # fan_in init elsewhere, as before
+    keep = tiny(train=dict(steps=6, batch_size=8, eval_every=3, threads=1, pos_init_std=None))
+    torch.manual_seed(0)
+    assert abs(train.make_system(keep, task, "ape", Arch(2, 2, 64, 0.001)).model.pos_emb.weight.std().item() - 1) < 0.1
+    gpt2 = tiny(train=dict(steps=6, batch_size=8, eval_every=3, threads=1, init="gpt2"))
+    m = train.make_system(gpt2, task, "nope", Arch(2, 2, 64, 0.001)).model
+    assert m.pos_emb is None and abs(m.tok_emb.weight.std().item() - 0.02) < 0.003

@@ -6,12 +6,13 @@
       pos_encodings: [ape, nope]
       bins: [[1, 50], [51, 100], [101, 150]] # first bin = training lengths; all bins are evaluated
       n_eval: 200                            # examples per bin, final evaluation
-      n_eval_during: 64                      # in-distribution examples, early-stopping checks
+      n_eval_during: 200                     # in-distribution examples of the early-stopping check (<= n_eval)
       data_seed: 1234
       seeds: 1                               # seeds of the selected config (seed 0 is the grid run)
       vocab_size: 150                        # unique copy / sort vocabulary (>= the longest input)
       grid: {n_layer: [2], n_head: [2], d_model: [64], lr: [0.001]}
-      train: {steps: 1000, batch_size: 64, ...}
+      train: {steps: 3000, batch_size: 64, eval_every: 500, early_stop: true, early_stop_languages: false,
+              init: fan_in, pos_init_std: 0.02, ...}
 
 Parsed by :func:`lengen.config.load_config` with every other section (``cfg.formal``). The task and
 language names are copies of the registries' keys (lengen.formal.algorithmic.ALGORITHMIC,
@@ -24,7 +25,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from lengen.config.base import PRECISIONS, _fail, _positive, _unique
+from lengen.config.base import MODEL_INITS, PRECISIONS, _fail, _positive, _unique
 
 FORMAL_ALGORITHMIC = (
     "bin_majority",
@@ -103,7 +104,8 @@ class FormalTrain:
     steps: int
     batch_size: int
     eval_every: int  # early-stopping check on the in-distribution bin every this many steps
-    early_stop: bool = True  # stop once the in-distribution check is at 100% (the paper's rule)
+    early_stop: bool = True  # algorithmic tasks: stop once the in-distribution check is at 100% (the paper's rule)
+    early_stop_languages: bool = False  # languages too (the paper: no early stop, a fixed budget)
     warmup_frac: float = 0.0
     decay_frac: float = 1.0  # the paper: linear decay over all steps; ours: cosine over this fraction
     weight_decay: float = 0.01
@@ -111,6 +113,8 @@ class FormalTrain:
     beta2: float = 0.999
     grad_clip: float = 1.0
     mlp_ratio: int = 4  # d_mlp = mlp_ratio * d_model (GPT-2's 4)
+    init: str = "fan_in"  # weight init of lengen.model (fan_in | gpt2: std 0.02 everywhere)
+    pos_init_std: float | None = 0.02  # APE table init std (GPT-2's 0.02); None: the init scheme's own
     reg_coef: float = 0.0  # positional-attention regularizer (APE only); the paper tries 1e-4, 1e-3
     precision: str = "32-true"
     threads: int = 2  # torch threads per run
@@ -127,6 +131,10 @@ class FormalTrain:
             _fail("formal.train.reg_coef", f"must be >= 0, got {self.reg_coef}")
         if self.precision not in PRECISIONS:
             _fail("formal.train.precision", f"{self.precision!r} is not one of {PRECISIONS}")
+        if self.init not in MODEL_INITS:
+            _fail("formal.train.init", f"{self.init!r} is not one of {MODEL_INITS}")
+        if self.pos_init_std is not None and not self.pos_init_std > 0:
+            _fail("formal.train.pos_init_std", f"must be > 0 or null, got {self.pos_init_std}")
 
 
 @dataclass(frozen=True)
@@ -172,6 +180,11 @@ class FormalConfig:
                 _fail(f"formal.{k}", f"must be >= 1, got {getattr(self, k)}")
         for k in ("algorithmic", "languages", "pos_encodings"):
             _unique(f"formal.{k}", getattr(self, k))
+        if self.n_eval_during > self.n_eval:
+            _fail(
+                "formal.n_eval_during",
+                f"{self.n_eval_during} > n_eval {self.n_eval}: the check is a prefix of the in-distribution set",
+            )
         _positive("formal.data_seed", self.data_seed, allow_zero=True)
 
     @property

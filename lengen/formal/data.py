@@ -115,8 +115,8 @@ def eval_sets(task: Task, bins: list[list[int]], n: int, data_seed: int) -> dict
 class TrainStream(torch.utils.data.IterableDataset):
     """Endless training batches from ``start_step`` on; batch k is a pure function of (seed, k), so a run
     resumed at step k sees the batches an uninterrupted run would. With ``max_positions`` (APE), each
-    example gets a random position offset so that every row of the position table up to the longest test
-    sequence is trained."""
+    example gets its own random position offset (:func:`offset_high`), so that every row of the position
+    table up to the longest test sequence is trained."""
 
     def __init__(
         self,
@@ -149,8 +149,9 @@ class TrainStream(torch.utils.data.IterableDataset):
             ]
         batch = collate(items, self.tok.pad_id)
         if self.max_positions is not None:
-            T = batch["input_ids"].shape[1]
-            batch["pos_offset"] = torch.tensor([rng.randint(0, self.max_positions - T) for _ in range(self.batch_size)])
+            batch["pos_offset"] = torch.tensor(
+                [rng.randint(0, offset_high(self.task, len(e.ids), self.max_positions)) for e in items]
+            )
         return batch
 
     def __iter__(self):
@@ -161,8 +162,39 @@ class TrainStream(torch.utils.data.IterableDataset):
 
 
 def max_positions(task: Task, max_length: int) -> int:
-    """Positions the longest evaluation sequence occupies (<bos> included)."""
-    return task.max_tokens(max_length) if task.kind != "language" else max_length + 1
+    """Rows of the APE table (the model's ``max_seq_len``), as in the official code: algorithmic tasks, the
+    positions the longest evaluation sequence occupies (<bos> included); languages, twice that
+    (``n_positions = 2 * max_seq_length``), so that training offsets reach past the longest test string."""
+    return task.max_tokens(max_length) if task.kind != "language" else 2 * (max_length + 1)
+
+
+def table_rows(task: Task, max_length: int, train_max_length: int) -> int:
+    """Rows the APE table needs in training: ``max_positions`` plus, for algorithmic tasks, the padding of a
+    batch (a short example near the last row is padded to the batch's longest, and the padded positions run
+    past ``max_positions``; the official collator repeats the last position id instead). The extra rows are
+    read only at padded positions, which no real token attends to and no loss reads: they never train and
+    change no prediction."""
+    n_pos = max_positions(task, max_length)
+    return n_pos if task.kind == "language" else n_pos + task.max_tokens(train_max_length)
+
+
+def offset_high(task: Task, n_ids: int, n_pos: int) -> int:
+    """The largest training position offset (inclusive) of an example of ``n_ids`` tokens under APE; the
+    offset is drawn uniformly from [0, offset_high]. As in the official code, per example:
+
+    - algorithmic tasks: bounded by the example's own length, U[0, n_pos - n_ids], so the example's last
+      token may sit on the table's last row (``randint(0, 150 - len)`` for the tasks with one answer token,
+      ``(150 - len) * 2`` for copy and sort, ``2 * 150 - len(instance)`` for addition: each is
+      n_positions - the sequence's length);
+    - languages: U[0, n_pos / 2) whatever the length (``torch.randint(n_positions / 2)``), the table having
+      twice the rows of the longest test sequence.
+
+    Test sequences always start at position 0."""
+    if task.kind == "language":
+        return n_pos // 2 - 1
+    if n_ids > n_pos:
+        raise ValueError(f"{task.name}: a {n_ids}-token example does not fit {n_pos} positions")
+    return n_pos - n_ids
 
 
 def preview(task: Task, length: int, seed: int = 0) -> str:

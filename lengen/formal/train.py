@@ -1,8 +1,12 @@
 """Training and the paper's selection protocol for the formal tasks.
 
 One *run* = (task, positional encoding, grid point, seed): a small :class:`lengen.model.Transformer`
-trained on lengths in the first bin, stopped early once the in-distribution check is at 100% (the
-paper's rule), then scored on every bin. The *protocol* (``run_study``), per task and encoding:
+trained on lengths in the first bin, then scored on every bin. As in the paper, an algorithmic task stops
+early at the first check (every ``train.eval_every`` steps) where the in-distribution sample
+(``n_eval_during`` examples of the first bin's evaluation set) is all right; a language trains its whole
+budget (``train.early_stop_languages``). Under APE each training example starts at its own random
+position offset (:func:`lengen.formal.data.offset_high`). The *protocol* (``run_study``), per task and
+encoding:
 
 1. grid: every grid point, seed 0;
 2. selection: among grid points at 100% in-distribution, the best on the second bin, ties to the
@@ -51,6 +55,7 @@ from lengen.formal.data import (
     max_positions,
     objective,
     seed_of,
+    table_rows,
 )
 from lengen.model import ModelConfig, Transformer
 from lengen.runtime import autocast_context
@@ -64,13 +69,13 @@ RUNS_SUBDIR = "runs"
 # The system
 
 
-def position_regularizer(model: Transformer) -> torch.Tensor:
+def position_regularizer(model: Transformer, rows: int | None = None) -> torch.Tensor:
     """The paper's penalty on position-position attention: for every layer and head, the squared causal
-    entries of (P W_Q)(P W_K)ᵀ, P the position table (summed over query rows, averaged over key
-    columns as in the official code). Zero for encodings without a table."""
+    entries of (P W_Q)(P W_K)ᵀ, P the position table's first ``rows`` rows (default all; summed over query
+    rows, averaged over key columns as in the official code). Zero for encodings without a table."""
     if model.pos_emb is None:
         return torch.zeros(())
-    P = model.pos_emb.weight  # (N, d)
+    P = model.pos_emb.weight[:rows]  # (N, d)
     hs = model.cfg.head_dim
     total = P.new_zeros(())
     for block in model.blocks:
@@ -88,12 +93,18 @@ class FormalSystem(LengenSystem):
     the output symbols (``output_ids``: the alphabet then <eos>) against the legal-next sets."""
 
     def __init__(
-        self, model_config: dict, objective: str, output_ids: list[int] | None = None, reg_coef: float = 0.0, **optim
+        self,
+        model_config: dict,
+        objective: str,
+        output_ids: list[int] | None = None,
+        reg_coef: float = 0.0,
+        reg_rows: int | None = None,
+        **optim,
     ):
         super().__init__(model_config, **optim)
         if objective not in ("lm", "multilabel"):
             raise ValueError(f"objective={objective!r} must be 'lm' or 'multilabel'")
-        self.objective, self.output_ids, self.reg_coef = objective, output_ids, reg_coef
+        self.objective, self.output_ids, self.reg_coef, self.reg_rows = objective, output_ids, reg_coef, reg_rows
 
     def task_loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
         if self.objective == "lm":
@@ -107,7 +118,7 @@ class FormalSystem(LengenSystem):
         loss = self.task_loss(logits, batch)
         self.log("train/loss", loss)
         if self.reg_coef:
-            reg = position_regularizer(self.model)
+            reg = position_regularizer(self.model, self.reg_rows)
             self.log("train/reg", reg)
             loss = loss + self.reg_coef * reg
         return loss
@@ -173,6 +184,20 @@ def run_params(fc: FormalConfig, task: str, pe: str, arch: Arch, seed: int) -> d
     }
 
 
+# "The sample is all right": Lightning logs the score as a float32 tensor and compares it with the threshold
+# in float32, where the engine's 1.0 - 1e-9 rounds to 1.0 and 1.0 > 1.0 never stops; 1 - 1e-6 is distinct
+# from 1.0 in float32 and above (n - 1) / n for any check of n < 10^6 examples.
+ALL_RIGHT = 1.0 - 1e-6
+
+
+def stops_early(fc: FormalConfig, task: str) -> bool:
+    """Whether a run of this task stops once its in-distribution check is at 100%: algorithmic tasks under
+    ``train.early_stop``, languages under ``train.early_stop_languages`` (the paper: algorithmic tasks stop
+    at 100% of 2000 examples checked every 3000 steps; languages train their whole budget)."""
+    tr = fc.train
+    return tr.early_stop_languages if get_task(task, fc.vocab_size).kind == "language" else tr.early_stop
+
+
 def run_spec(fc: FormalConfig, task: str, pe: str, arch: Arch, seed: int, runs_dir: Path) -> RunSpec:
     tr = fc.train
     return RunSpec(
@@ -186,7 +211,7 @@ def run_spec(fc: FormalConfig, task: str, pe: str, arch: Arch, seed: int, runs_d
         threads=tr.threads,
         grad_clip=tr.grad_clip,
         eval_every=tr.eval_every,
-        stop=StopRule("val/acc", 1.0) if tr.early_stop else None,
+        stop=StopRule("val/acc", ALL_RIGHT) if stops_early(fc, task) else None,
         log_every_n_steps=min(50, tr.eval_every),
     )
 
@@ -227,6 +252,40 @@ def _result(outcome, task: str, kind: str, pe: str, arch: Arch, seed: int) -> di
     }
 
 
+def make_system(fc: FormalConfig, task: Task, pe: str, arch: Arch) -> FormalSystem:
+    """A run's freshly initialized system: the model (``train.init``; under APE the position table
+    re-drawn at ``train.pos_init_std``, GPT-2's 0.02 as in the paper's model), objective and optimizer."""
+    tr, tok = fc.train, task.tokenizer()
+    mc = ModelConfig(
+        vocab_size=len(tok),
+        n_layer=arch.n_layer,
+        n_head=arch.n_head,
+        d_model=arch.d_model,
+        d_mlp=tr.mlp_ratio * arch.d_model,
+        max_seq_len=table_rows(task, fc.max_length, fc.train_bin[1]),
+        pos_encoding=pe,
+        init=tr.init,
+    )
+    system = FormalSystem(
+        dataclasses.asdict(mc),
+        objective(task),
+        _output_ids(task, tok),
+        reg_coef=tr.reg_coef if pe == "ape" else 0.0,
+        reg_rows=max_positions(task, fc.max_length),
+        lr=arch.lr,
+        betas=(tr.beta1, tr.beta2),
+        eps=1e-8,
+        weight_decay=tr.weight_decay,
+        warmup_steps=int(tr.warmup_frac * tr.steps),
+        decay_steps=int(tr.decay_frac * tr.steps),
+        total_steps=tr.steps,
+        min_lr_frac=0.0,
+    )
+    if pe == "ape" and tr.pos_init_std is not None:
+        torch.nn.init.normal_(system.model.pos_emb.weight, mean=0.0, std=tr.pos_init_std)
+    return system
+
+
 def train_one(
     fc: FormalConfig, task_name: str, pe: str, arch: Arch, seed: int, runs_dir: Path, progress: bool = False
 ) -> dict:
@@ -238,29 +297,7 @@ def train_one(
     spec = run_spec(fc, task_name, pe, arch, seed, runs_dir)
 
     def build():
-        mc = ModelConfig(
-            vocab_size=len(tok),
-            n_layer=arch.n_layer,
-            n_head=arch.n_head,
-            d_model=arch.d_model,
-            d_mlp=tr.mlp_ratio * arch.d_model,
-            max_seq_len=n_pos,
-            pos_encoding=pe,
-        )
-        system = FormalSystem(
-            dataclasses.asdict(mc),
-            objective(task),
-            _output_ids(task, tok),
-            reg_coef=tr.reg_coef if pe == "ape" else 0.0,
-            lr=arch.lr,
-            betas=(tr.beta1, tr.beta2),
-            eps=1e-8,
-            weight_decay=tr.weight_decay,
-            warmup_steps=int(tr.warmup_frac * tr.steps),
-            decay_steps=int(tr.decay_frac * tr.steps),
-            total_steps=tr.steps,
-            min_lr_frac=0.0,
-        )
+        system = make_system(fc, task, pe, arch)
         sets = eval_sets(task, fc.bins, fc.n_eval, fc.data_seed)
         lo, hi = fc.train_bin
         check = sets[f"{lo}-{hi}"][: fc.n_eval_during]
