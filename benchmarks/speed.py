@@ -49,20 +49,24 @@ from lengen.data import (  # noqa: E402
     TrainStream,
     format_example,  # noqa: E402
     make_eval_set,
+    make_eval_sets,
 )
-from lengen.evaluate import greedy, teacher_forced  # noqa: E402
+from lengen.evaluate import greedy, teacher_forced, teacher_forced_sets  # noqa: E402
 from lengen.model import ModelConfig, Transformer  # noqa: E402
 from lengen.runtime import autocast_context  # noqa: E402
-from lengen.system import LengenSystem  # noqa: E402
+from lengen.system import LengenSystem, adamw, lr_lambda  # noqa: E402
 from lengen.tasks import Example  # noqa: E402
 from lengen.tokenizer import default_tokenizer  # noqa: E402
 
 PROFILE = ROOT / "profiles" / "cpu.yaml"
-PRECISION = "bf16-mixed"
+PRECISIONS = {"bf16": "bf16-mixed", "fp32": "32-true"}
 TARGETS = {  # name -> (threshold, direction, description)
-    "lightning_vs_hf": (1.3, ">=", "train tokens/s, lengen-Lightning / HF Llama"),
-    "lightning_overhead": (5.0, "<=", "Lightning overhead vs plain loop (%)"),
-    "mfu_wide": (50.0, ">=", "plain-loop model FLOP/s, % of bf16 matmul peak (d_model 256)"),
+    "speedup_bf16": (1.5, ">=", "engine step (compiled, fused AdamW) / eager step before, bf16"),
+    "speedup_fp32": (1.3, ">=", "engine step (compiled, fused AdamW) / eager step before, fp32"),
+    "eval_share": (10.0, "<=", "evaluation, % of a cpu-profile run's wall time (arith_carry)"),
+    "lightning_vs_hf": (1.3, ">=", "train tokens/s, lengen engine / HF Llama eager, bf16"),
+    "lightning_overhead": (5.0, "<=", "Lightning overhead vs plain loop, eager, bf16 (%)"),
+    "mfu_wide": (50.0, ">=", "engine model FLOP/s, % of bf16 matmul peak (d_model 256, bf16)"),
     "tf_vs_hf_generate": (20.0, ">=", "eval examples/s, teacher-forced / HF generate"),
     "datagen_vs_train": (50.0, ">=", "data gen ex/s / arith_carry training ex/s (plain, d128)"),
     "datagen_vs_train_same_group": (50.0, ">=", "data gen ex/s / same-group training ex/s (token-adjusted)"),
@@ -183,19 +187,16 @@ def hf_loss(model, batch):
     return model(input_ids=batch["input_ids"], labels=y, shift_labels=y, use_cache=False).loss
 
 
-def optimizer_like_system(model: torch.nn.Module, system: LengenSystem):
-    """AdamW + LambdaLR exactly as LengenSystem.configure_optimizers (decay on >= 2-D params only)."""
-    hp = system.hparams
-    from lengen.system import lr_lambda
+def lengen_loss_sdpa(model, batch):  # info variant: force F.scaled_dot_product_attention (the GPU path)
+    logits = model(batch["input_ids"], pos_offset=batch.get("pos_offset"), attn_impl="sdpa")
+    return F.cross_entropy(logits.float().flatten(0, 1), batch["labels"].flatten(), ignore_index=IGNORE)
 
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=hp.lr,
-        betas=tuple(hp.betas),
-        eps=hp.eps,
-    )
+
+def optimizer_like_system(model: torch.nn.Module, system: LengenSystem):
+    """AdamW + LambdaLR exactly as LengenSystem.configure_optimizers (decay on >= 2-D params; fused as the
+    system's)."""
+    hp = system.hparams
+    opt = adamw(model, hp.lr, hp.betas, hp.eps, hp.weight_decay, hp.fused)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_lambda(s, hp.warmup_steps, hp.decay_steps, hp.total_steps, hp.min_lr_frac)
     )
@@ -206,7 +207,7 @@ def optimizer_like_system(model: torch.nn.Module, system: LengenSystem):
 # 1. Training
 
 
-def make_system(mcfg: ModelConfig, train_cfg, total_steps: int) -> LengenSystem:
+def make_system(mcfg: ModelConfig, train_cfg, total_steps: int, fused: bool = True) -> LengenSystem:
     torch.manual_seed(0)
     return LengenSystem(
         model_config=dataclasses.asdict(mcfg),
@@ -218,6 +219,7 @@ def make_system(mcfg: ModelConfig, train_cfg, total_steps: int) -> LengenSystem:
         decay_steps=round(0.2 * total_steps),
         total_steps=total_steps,
         min_lr_frac=train_cfg.min_lr_frac,
+        fused=fused,
     )
 
 
@@ -244,7 +246,8 @@ def make_hf(mcfg: ModelConfig, attn: str = "sdpa"):
     return LlamaForCausalLM(cfg).float()
 
 
-def time_lightning(mcfg, train_cfg, batches, warmup: int, steps: int, clip: float) -> dict:
+def time_lightning(system: LengenSystem, batches, warmup: int, steps: int, clip: float, precision: str) -> dict:
+    """``steps`` timed steps of ``trainer.fit`` on the (possibly compiled) system, as lengen.engine trains."""
     import lightning as L
     from torch.utils.data import DataLoader
 
@@ -271,11 +274,10 @@ def time_lightning(mcfg, train_cfg, batches, warmup: int, steps: int, clip: floa
             self.ev.append(("end", time.perf_counter()))
 
     n = warmup + steps + 1  # one extra, untimed step: its start closes the timed window
-    system = make_system(mcfg, train_cfg, n)
     clock = StepClock()
     trainer = L.Trainer(
         max_steps=n,
-        precision=PRECISION,
+        precision=precision,
         accelerator="cpu",
         devices=1,
         logger=False,
@@ -312,7 +314,7 @@ def time_lightning(mcfg, train_cfg, batches, warmup: int, steps: int, clip: floa
     }
 
 
-def time_plain(model, opt, sched, loss_fn, batches, warmup: int, steps: int, clip: float) -> dict:
+def time_plain(model, opt, sched, loss_fn, batches, warmup: int, steps: int, clip: float, precision: str) -> dict:
     """The plain loop; also splits each timed step into forward+loss / backward / clip / optimizer."""
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -321,7 +323,7 @@ def time_plain(model, opt, sched, loss_fn, batches, warmup: int, steps: int, cli
         t0 = time.perf_counter()
         t_step.append(t0)
         batch = batches[k]
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with autocast_context(precision):
             loss = loss_fn(model, batch)
         t1 = time.perf_counter()
         loss.backward()
@@ -345,87 +347,103 @@ def time_plain(model, opt, sched, loss_fn, batches, warmup: int, steps: int, cli
     }
 
 
-def lengen_loss_sdpa(model, batch):  # info variant: force F.scaled_dot_product_attention (the GPU path)
-    logits = model(batch["input_ids"], pos_offset=batch.get("pos_offset"), attn_impl="sdpa")
-    return F.cross_entropy(logits.float().flatten(0, 1), batch["labels"].flatten(), ignore_index=IGNORE)
+def prime(model, loss_fn, batches, precision: str) -> dict:
+    """One untimed forward+backward per distinct sequence length, so oneDNN's per-shape primitive creation
+    (and, for a compiled model, the compile and any recompile) is paid before any clock runs. Returns the
+    first call's seconds (the compile, for a compiled model), the rest's, and the graphs dynamo compiled."""
+    from torch._dynamo.utils import counters
 
-
-def prime(model, loss_fn, batches) -> None:
-    """One untimed forward+backward per distinct sequence length, so oneDNN's per-shape primitive
-    creation is paid before any clock runs (whichever contestant ran first would otherwise pay it)."""
-    seen = set()
+    graphs0 = counters["stats"]["unique_graphs"]
+    seen, times = set(), []
     for b in batches:
         T = b["input_ids"].shape[1]
         if T in seen:
             continue
         seen.add(T)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        t0 = time.perf_counter()
+        with autocast_context(precision):
             loss = loss_fn(model, b)
         loss.backward()
+        times.append(time.perf_counter() - t0)
     model.zero_grad(set_to_none=True)
+    return {
+        "first_call_s": times[0],
+        "other_lengths_s": sum(times[1:]),
+        "lengths": len(seen),
+        "graphs_compiled": counters["stats"]["unique_graphs"] - graphs0,
+    }
 
 
-CONTESTANTS = {  # key -> label; the first three carry the targets, the rest are for information
-    "lightning": "lengen Lightning",
-    "plain": "lengen plain loop",
-    "hf": "HF Llama plain loop",
+CONTESTANTS = {  # key -> label; see TARGETS for the ones that carry targets
+    "before": "lengen Lightning, eager, foreach AdamW (the engine before compile)",
+    "lightning": "lengen Lightning, eager, fused AdamW",
+    "lightning_compiled": "lengen Lightning, compiled, fused AdamW (the engine, compile on)",
+    "plain": "lengen plain loop, eager",
+    "plain_compiled": "lengen plain loop, compiled",
+    "hf": "HF Llama plain loop, eager",
+    "hf_compiled": "HF Llama plain loop, compiled",
     "plain_sdpa": "(info) lengen plain, attn sdpa",
     "hf_eager": "(info) HF Llama plain, attn eager",
 }
+COMPILED = ("lightning_compiled", "plain_compiled", "hf_compiled")
+INFO = ("plain_sdpa", "hf_eager")
 
 
-def bench_training(name: str, mcfg: ModelConfig, train_cfg, batches, args) -> dict:
+def bench_training(name: str, mcfg: ModelConfig, train_cfg, batches, args, precision: str) -> dict:
     W, S, clip = args.warmup, args.steps, train_cfg.grad_clip
     timed = batches[W : W + S]
     st = batch_stats(timed)
     probe = Transformer(mcfg)
     flops = model_flops(probe, timed)
-    hf_params = sum(p.numel() for p in make_hf(mcfg).parameters())
-    keys = [k for k in CONTESTANTS if args.variants or k in ("lightning", "plain", "hf")]
-    prime(probe, lengen_loss, batches)
-    prime(make_hf(mcfg), hf_loss, batches)
-    if args.variants:
-        prime(probe, lengen_loss_sdpa, batches)
-        prime(make_hf(mcfg, attn="eager"), hf_loss, batches)
+    keys = [k for k in CONTESTANTS if (args.compile or k not in COMPILED) and (args.variants or k not in INFO)]
+    # every contestant is built (and compiled) once and trained on in every round: the compile is paid once,
+    # in prime(), and reported; the rounds time steady-state steps
+    built, primes = {}, {}
+    for k in keys:
+        if k in ("before", "lightning", "lightning_compiled"):
+            system = make_system(mcfg, train_cfg, W + S + 1, fused=k != "before")
+            model, loss_fn = system.model, lengen_loss
+        else:
+            system = make_system(mcfg, train_cfg, W + S)  # the optimizer's hyperparameters
+            if k.startswith("plain"):
+                model, loss_fn = system.model, (lengen_loss_sdpa if k == "plain_sdpa" else lengen_loss)
+            else:
+                model, loss_fn = make_hf(mcfg, attn="eager" if k == "hf_eager" else "sdpa"), hf_loss
+        if k in COMPILED:
+            model.compile(dynamic=True)  # as lengen.engine.compile_network
+        primes[k] = prime(model, loss_fn, batches, precision)
+        built[k] = (system, model, loss_fn)
+        if k in COMPILED:
+            print(f"  [{name} {precision}] {k}: compile + first step {primes[k]['first_call_s']:.1f} s", flush=True)
     rounds: dict[str, list[dict]] = {k: [] for k in keys}
-    core = ["lightning", "plain", "hf"]
     for r in range(args.repeats):
-        # the three target contestants every round, in rotated order (no one is always first); the
-        # informational variants once, in the first round
-        order = core[r % 3 :] + core[: r % 3] + ([k for k in keys if k not in core] if r == 0 else [])
-        print(f"  [{name}] round {r + 1}/{args.repeats}:", end="", flush=True)
+        order = keys[r % len(keys) :] + keys[: r % len(keys)]  # rotated: no one is always first
+        print(f"  [{name} {precision}] round {r + 1}/{args.repeats}:", end="", flush=True)
         for k in order:
+            system, model, loss_fn = built[k]
             gc.collect()
             bg = Interference().__enter__()
-            if k == "lightning":
-                res = time_lightning(mcfg, train_cfg, batches, W, S, clip)
+            if k in ("before", "lightning", "lightning_compiled"):
+                res = time_lightning(system, batches, W, S, clip, precision)
             else:
-                system = make_system(mcfg, train_cfg, W + S)  # the optimizer's hyperparameters
-                if k.startswith("plain"):
-                    model, loss_fn = system.model, (lengen_loss_sdpa if k == "plain_sdpa" else lengen_loss)
-                else:
-                    model, loss_fn = make_hf(mcfg, attn="eager" if k == "hf_eager" else "sdpa"), hf_loss
                 opt, sched = optimizer_like_system(model, system)
-                res = time_plain(model, opt, sched, loss_fn, batches, W, S, clip)
+                res = time_plain(model, opt, sched, loss_fn, batches, W, S, clip, precision)
             bg.__exit__(None, None, None)
             res["other_cpu_s"] = bg.other_cpu_s
             rounds[k].append(res)
             print(f" {k} {res['seconds'] / S * 1e3:.1f}", end="", flush=True)
-        print(
-            " (ms/step; CPU-s used by other processes meanwhile: "
-            + ", ".join(f"{rounds[k][-1]['other_cpu_s']:.1f}" for k in order)
-            + ")",
-            flush=True,
-        )
+        print(" (ms/step)", flush=True)
     out = {
         "model": dataclasses.asdict(mcfg),
+        "precision": precision,
         "params_lengen": probe.num_params(non_embedding=False),
-        "params_hf": hf_params,
+        "params_hf": sum(p.numel() for p in make_hf(mcfg).parameters()),
         "timed_steps": S,
         "warmup_steps": W,
         "batch": st,
         "flops_timed": flops,
         "flops_per_token_at_mean_T": probe.flops_per_token(round(st["mean_T"])),
+        "prime": primes,
     }
     for k, rs in rounds.items():
         best = min(rs, key=lambda d: d["seconds"])
@@ -440,11 +458,15 @@ def bench_training(name: str, mcfg: ModelConfig, train_cfg, batches, args) -> di
             "target_tokens_per_s": st["target_tokens"] / sec,
             "examples_per_s": st["examples"] / sec,
             "model_gflops": flops / sec / 1e9,
+            "phases_ms_per_step": best["phases_ms_per_step"],
         }
-        if "phases_ms_per_step" in best:
-            out[k]["phases_ms_per_step"] = best["phases_ms_per_step"]
-    out["lightning_vs_hf"] = out["lightning"]["input_tokens_per_s"] / out["hf"]["input_tokens_per_s"]
-    out["plain_vs_hf"] = out["plain"]["input_tokens_per_s"] / out["hf"]["input_tokens_per_s"]
+    ref = {k: out[k]["input_tokens_per_s"] for k in ("hf", "hf_compiled", "before") if k in out}
+    for k in rounds:
+        out[k]["vs"] = {f"vs_{r}": out[k]["input_tokens_per_s"] / v for r, v in ref.items()}
+    best_engine = "lightning_compiled" if "lightning_compiled" in out else "lightning"
+    out["engine"] = best_engine
+    out["lightning_vs_hf"] = out[best_engine]["input_tokens_per_s"] / out["hf"]["input_tokens_per_s"]
+    out["speedup_vs_before"] = out["before"]["seconds"] / out[best_engine]["seconds"]
     out["lightning_overhead_pct"] = 100.0 * (out["lightning"]["seconds"] / out["plain"]["seconds"] - 1.0)
     return out
 
@@ -508,7 +530,7 @@ def bench_eval(name: str, mcfg: ModelConfig, data_cfg, args) -> dict:
     hf = make_hf(mcfg).eval()
     n = len(examples)
     res = {"task": args.eval_task, "length": args.eval_length, "n": n}
-    with autocast_context(PRECISION):
+    with autocast_context("bf16-mixed"):
         teacher_forced(model, examples[:64], batch_size=256)  # warm up
         t = best_time(lambda: teacher_forced(model, examples, batch_size=256), args.eval_repeats + 1)
         res["teacher_forced_examples_per_s"] = n / t
@@ -532,6 +554,70 @@ def bench_eval(name: str, mcfg: ModelConfig, data_cfg, args) -> dict:
         flush=True,
     )
     return res
+
+
+def bench_run_share(cfg, mcfg: ModelConfig, train_by_prec: dict, args) -> dict:
+    """Evaluation's share of one cpu-profile run's wall time (arith_carry: its 72 sets, the largest group).
+
+    A run = ``steps`` training steps + the compile (first step) + ``steps / eval_every - 1`` evaluations on
+    ``n_eval_during_training`` examples per set + the final one on ``n_eval``. Evaluation is timed here, on
+    the profile's sets, as the engine runs it (all sets batched by length, the training network: compiled when
+    training is) and as before (one batch per set, eager); training from the measured steps of d128."""
+    run = cfg.run("arith_carry", "rope", 0)
+    t, d = cfg.train, cfg.data
+    n_during = t.steps // t.eval_every - 1
+    sets = make_eval_sets(run.group.eval_keys(d.eval_step), d.n_eval, d.seed, d.holdout_modulus)
+    during = {k: v[: d.n_eval_during_training] for k, v in sets.items()}
+    out = {"group": "arith_carry", "sets": len(sets), "steps": t.steps, "evaluations_during": n_during}
+
+    def per_set(model, s):
+        return {k: teacher_forced(model, v, batch_size=256) for k, v in s.items()}
+
+    for prec, tr in train_by_prec.items():
+        precision = PRECISIONS[prec]
+        res = {}
+        for how in ("before", "engine_eager", "engine_compiled"):
+            if how == "engine_compiled" and not args.compile:
+                continue
+            torch.manual_seed(0)
+            model = Transformer(mcfg).eval()
+            if how == "engine_compiled":
+                model.compile(dynamic=True)
+            score = per_set if how == "before" else teacher_forced_sets
+            with torch.no_grad(), autocast_context(precision):
+                t0 = time.perf_counter()
+                score(model, during)  # first evaluation: per-shape setup (and the compile)
+                first = time.perf_counter() - t0
+                t_during = best_time(lambda: score(model, during), 2)  # noqa: B023
+                t_final = best_time(lambda: score(model, sets), 1)  # noqa: B023
+            res[how] = {"first_s": first, "during_s": t_during, "final_s": t_final}
+        compile_s = tr["prime"].get("lightning_compiled", {}).get("first_call_s", 0.0)
+        runs = {
+            "before": (tr["before"]["ms_per_step"], 0.0, res["before"]),
+            "engine": (tr[tr["engine"]]["ms_per_step"], compile_s if tr["engine"] != "lightning" else 0.0, None),
+        }
+        best_eval = min(
+            (k for k in res if k != "before"),
+            key=lambda k: res[k]["first_s"] + (n_during - 1) * res[k]["during_s"] + res[k]["final_s"],
+        )
+        runs["engine"] = (*runs["engine"][:2], res[best_eval])
+        share = {}
+        for name, (ms, comp, ev) in runs.items():
+            eval_s = ev["first_s"] + (n_during - 1) * ev["during_s"] + ev["final_s"]
+            train_s = t.steps * ms / 1e3 + comp
+            share[name] = {
+                "train_s": train_s,
+                "eval_s": eval_s,
+                "run_s": train_s + eval_s,
+                "eval_share_pct": 100 * eval_s / (train_s + eval_s),
+            }
+        out[prec] = {"eval": res, "engine_eval": best_eval, "run": share}
+        print(
+            f"  [{prec}] evaluation share of a run: before {share['before']['eval_share_pct']:.1f}%, "
+            f"engine {share['engine']['eval_share_pct']:.1f}% (eval {best_eval})",
+            flush=True,
+        )
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -598,6 +684,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="also time the informational contestants (lengen sdpa / HF eager attention); default on, off with --quick",
     )
+    p.add_argument("--precisions", default="bf16,fp32", help="training precisions (bf16 autocast, fp32)")
+    p.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time the compiled contestants (torch.compile, dynamic shapes)",
+    )
     p.add_argument("--quick", action="store_true", help="tiny settings for a smoke test (< 1 min)")
     p.add_argument(
         "--json",
@@ -608,10 +701,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     q = args.quick
     defaults = dict(
-        variants=(False, True),
+        variants=(False, False),
         steps=(4, 30),
         warmup=(2, 6),
-        repeats=(1, 3),
+        repeats=(1, 2),
         eval_n=(128, 512),
         eval_repeats=(1, 2),
         datagen_seconds=(0.3, 2.0),
@@ -660,7 +753,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"settings: batch {args.batch_size}, warmup {args.warmup} + timed {args.steps} steps, "
-        f"{args.repeats} interleaved round(s) (best kept), precision {PRECISION}, data group arith_carry "
+        f"{args.repeats} interleaved round(s) (best kept), precisions {args.precisions}, data group arith_carry "
         f"of {PROFILE.relative_to(ROOT)}"
     )
     print("=" * 100, flush=True)
@@ -684,16 +777,25 @@ def main(argv: list[str] | None = None) -> int:
     stream = TrainStream(group, args.batch_size, cfg.data.seed, cfg.data.holdout_modulus)
     n_batches = args.warmup + args.steps + 1
     batches = [stream.batch(k) for k in range(n_batches)]
+    precs = args.precisions.split(",")
     print(f"\n[train] {n_batches} pre-generated arith_carry batches of {args.batch_size}", flush=True)
-    train = {name: bench_training(name, mc, cfg.train, batches, args) for name, mc in models.items()}
+    train = {
+        prec: {
+            name: bench_training(name, mc, cfg.train, batches, args, PRECISIONS[prec]) for name, mc in models.items()
+        }
+        for prec in precs
+    }
+    first = next(iter(models))
     shape_peak = {
         name: shape_matched_peak(mc, round(args.batch_size * r["batch"]["mean_T"]), args.peak_reps)
-        for name, (mc, r) in zip(models, zip(models.values(), train.values()))
+        for name, (mc, r) in zip(models, zip(models.values(), train[precs[0]].values()))
     }
 
     # -- evaluation ----------------------------------------------------------------------------------
     print(f"\n[eval] {args.eval_task} at length {args.eval_length}, {args.eval_n} examples", flush=True)
     evals = {name: bench_eval(name, mc, cfg.data, args) for name, mc in models.items()}
+    print(f"\n[run] evaluation's share of a cpu-profile run ({first})", flush=True)
+    share = bench_run_share(cfg, models[first], {p_: train[p_][first] for p_ in precs}, args)
 
     # -- data generation -----------------------------------------------------------------------------
     print("\n[data] generating batches", flush=True)
@@ -704,107 +806,96 @@ def main(argv: list[str] | None = None) -> int:
         args.batch_size,
         args.datagen_seconds,
     )
-    small = train[next(iter(models))]
-    consume = small["plain"]["examples_per_s"]
-    consume_tok = small["plain"]["input_tokens_per_s"]
+    small = train[precs[0]][first]
+    consume = small[small["engine"]]["examples_per_s"]
+    consume_tok = small[small["engine"]]["input_tokens_per_s"]
     for g in gen.values():
         g["vs_train"] = g["examples_per_s"] / consume
         # what training on *this* group would consume, at the same padded-token throughput
         g["train_examples_per_s_same_tokens"] = consume_tok / g["mean_padded_T"]
         g["vs_train_token_adjusted"] = g["examples_per_s"] / g["train_examples_per_s_same_tokens"]
+        g["ms_per_step_in_process"] = 1e3 * args.batch_size / g["examples_per_s"]
 
     # -- report --------------------------------------------------------------------------------------
     print("\n" + "=" * 100)
     print(f"1. TRAINING throughput (batch {args.batch_size}, timed steps {args.steps}, best of {args.repeats} rounds)")
     rows = []
-    for name, r in train.items():
-        for k, label in CONTESTANTS.items():
-            if k not in r:
-                continue
-            x = r[k]
-            rows.append(
-                [
-                    name,
-                    label,
-                    f"{x['ms_per_step']:.1f}",
-                    f"{x['median_step_ms']:.1f}",
-                    f"{x['input_tokens_per_s']:,.0f}",
-                    f"{x['target_tokens_per_s']:,.0f}",
-                    f"{x['examples_per_s']:,.0f}",
-                    f"{x['model_gflops']:.1f}",
-                    f"{100 * x['model_gflops'] / peak_bf16:.1f}%",
-                ]
-            )
-    print(
-        fmt_table(
-            rows,
-            ["model", "stack", "ms/step", "median", "input tok/s", "target tok/s", "ex/s", "GFLOP/s", "of bf16 peak"],
-        )
-    )
-    print()
-    for name, r in train.items():
-        print(
-            f"{name}: params lengen {r['params_lengen']:,} / HF {r['params_hf']:,}; mean T {r['batch']['mean_T']:.1f} "
-            f"(target tokens {100 * r['batch']['target_tokens'] / r['batch']['input_tokens']:.0f}% of input); "
-            f"lengen-Lightning / HF = {r['lightning_vs_hf']:.2f}x, plain / HF = {r['plain_vs_hf']:.2f}x, "
-            f"Lightning overhead {r['lightning_overhead_pct']:+.1f}% (rounds: L "
-            + ", ".join(f"{s:.2f}" for s in r["lightning"]["all_rounds_s"])
-            + " s; plain "
-            + ", ".join(f"{s:.2f}" for s in r["plain"]["all_rounds_s"])
-            + " s)"
-        )
-    print(
-        "\nper-step breakdown (ms/step, best round; Lightning phases from its hooks: forward = training_step "
-        "incl. self.log, clip+optimizer incl. scheduler and bookkeeping up to on_train_batch_end):"
-    )
-    rows = []
-    for name, r in train.items():
-        for k, label in CONTESTANTS.items():
-            if k not in r:
-                continue
-            ph = r[k]["phases_ms_per_step"]
-            if k == "lightning":
-                f_, b_, o_ = ph["forward"], ph["backward"], ph["clip+optimizer"]
-            else:
-                f_, b_, o_ = ph["forward"], ph["backward"], ph["clip"] + ph["optimizer"]
-            rest = r[k]["ms_per_step"] - f_ - b_ - o_
-            rows.append(
-                [name, label, f"{f_:.1f}", f"{b_:.1f}", f"{o_:.1f}", f"{rest:.1f}", f"{r[k]['ms_per_step']:.1f}"]
-            )
-    print(fmt_table(rows, ["model", "stack", "fwd+loss", "backward", "clip+optim", "loop/other", "total"]))
-
-    print("\n2. MODEL FLOP/s vs MATMUL PEAK (plain lengen loop; FLOPs = flops_per_token(T) x B x T, padding incl.)")
-    rows = []
-    for name, r in train.items():
-        g = r["plain"]["model_gflops"]
-        sp = shape_peak[name]
-        rows.append(
-            [
-                name,
-                f"{g:.1f}",
-                f"{peak_bf16:.1f}",
-                f"{100 * g / peak_bf16:.1f}%",
-                f"{peak_fp32:.1f}",
-                f"{100 * g / peak_fp32:.1f}%",
-                f"{min(sp.values()):.0f}-{max(sp.values()):.0f}",
-            ]
-        )
+    for prec in precs:
+        for name, r in train[prec].items():
+            for k in CONTESTANTS:
+                if k not in r:
+                    continue
+                x = r[k]
+                rows.append(
+                    [
+                        f"{name} {prec}",
+                        k,
+                        f"{x['ms_per_step']:.1f}",
+                        f"{x['input_tokens_per_s']:,.0f}",
+                        f"{x['vs']['vs_before']:.2f}x",
+                        f"{x['vs']['vs_hf']:.2f}x",
+                        f"{x['vs']['vs_hf_compiled']:.2f}x" if "vs_hf_compiled" in x["vs"] else "-",
+                        f"{x['model_gflops']:.1f}",
+                        f"{100 * x['model_gflops'] / peak_bf16:.1f}%",
+                        f"{100 * x['model_gflops'] / peak_fp32:.1f}%",
+                    ]
+                )
     print(
         fmt_table(
             rows,
             [
                 "model",
+                "stack",
+                "ms/step",
+                "input tok/s",
+                "vs before",
+                "vs HF",
+                "vs HF compiled",
                 "GFLOP/s",
-                "bf16 peak",
-                "of bf16",
-                "fp32 peak",
-                "of fp32",
-                "bf16 GFLOP/s at model's matmul shapes",
+                "of bf16 peak",
+                "of fp32 peak",
             ],
         )
     )
+    print("stacks: " + "; ".join(f"{k} = {v}" for k, v in CONTESTANTS.items() if k in small))
+    print("\ncompile (first forward+backward of a compiled contestant, s; graphs dynamo compiled over all lengths):")
+    for prec in precs:
+        for name, r in train[prec].items():
+            print(
+                f"  {name} {prec}: "
+                + ", ".join(
+                    f"{k} {v['first_call_s']:.1f} s ({v['graphs_compiled']} graphs, {v['lengths']} lengths)"
+                    for k, v in r["prime"].items()
+                    if k in COMPILED
+                )
+            )
+    print(
+        "\nper-step breakdown (ms/step, best round; Lightning phases from its hooks: forward = training_step "
+        "incl. self.log, clip+optimizer incl. scheduler and bookkeeping up to on_train_batch_end; data = "
+        "generating one batch in the training process, as with num_workers 0):"
+    )
+    rows = []
+    data_ms = gen["arith_carry"]["ms_per_step_in_process"]
+    for prec in precs:
+        for name, r in train[prec].items():
+            for k in CONTESTANTS:
+                if k not in r:
+                    continue
+                ph = r[k]["phases_ms_per_step"]
+                f_, b_ = ph["forward"], ph["backward"]
+                o_ = ph["clip+optimizer"] if "clip+optimizer" in ph else ph["clip"] + ph["optimizer"]
+                rest = r[k]["ms_per_step"] - f_ - b_ - o_
+                rows.append(
+                    [f"{name} {prec}", k, f"{f_:.1f}", f"{b_:.1f}", f"{o_:.1f}", f"{rest:.1f}", f"{data_ms:.1f}"]
+                    + [f"{r[k]['ms_per_step']:.1f}"]
+                )
+    print(fmt_table(rows, ["model", "stack", "fwd+loss", "backward", "clip+optim", "loop/other", "data", "total"]))
+
+    print(f"\n2. MATMUL PEAK: bf16 {peak_bf16:.1f} GFLOP/s, fp32 {peak_fp32:.1f} GFLOP/s (square, best)")
     for name, sp in shape_peak.items():
-        print(f"  {name} shapes (M = B x mean T): " + ", ".join(f"{k} {v:.0f}" for k, v in sp.items()))
+        print(
+            f"  {name} bf16 at the model's shapes (M = B x mean T): " + ", ".join(f"{k} {v:.0f}" for k, v in sp.items())
+        )
 
     print(
         f"\n3. EVALUATION examples/s ({args.eval_task} length {args.eval_length}, {args.eval_n} examples, "
@@ -827,21 +918,33 @@ def main(argv: list[str] | None = None) -> int:
     print(
         fmt_table(
             rows,
-            [
-                "model",
-                "lengen teacher-forced",
-                "lengen greedy (KV)",
-                "HF generate",
-                "TF / HF",
-                "greedy / HF",
-                "HF tokens made/allowed",
-            ],
+            ["model", "lengen teacher-forced", "lengen greedy (KV)", "HF generate", "TF / HF", "greedy / HF"]
+            + ["HF tokens made/allowed"],
         )
     )
+    print(
+        f"\n   evaluation's share of a cpu-profile arith_carry run ({first}, {share['steps']} steps, "
+        f"{share['evaluations_during']} evaluations of {cfg.data.n_eval_during_training} + the final of "
+        f"{cfg.data.n_eval} examples x {share['sets']} sets):"
+    )
+    rows = []
+    for prec in precs:
+        for name, x in share[prec]["run"].items():
+            rows.append(
+                [
+                    prec,
+                    name,
+                    f"{x['train_s']:.0f}",
+                    f"{x['eval_s']:.1f}",
+                    f"{x['run_s']:.0f}",
+                    f"{x['eval_share_pct']:.1f}%",
+                ]
+            )
+    print(fmt_table(rows, ["precision", "engine", "train s", "eval s", "run s", "eval share"]))
 
     print(
         f"\n4. DATA GENERATION examples/s (TrainStream.batch, batch {args.batch_size}, 1 Python thread) vs "
-        f"training consumption ({next(iter(models))} plain loop: {consume:,.0f} ex/s on arith_carry)"
+        f"training consumption ({first} {precs[0]} engine: {consume:,.0f} ex/s on arith_carry)"
     )
     rows = [
         [
@@ -860,11 +963,16 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
 
-    wide = {n: r for n, r in train.items() if r["model"]["d_model"] >= 256}
+    bf = train.get("bf16", train[precs[0]])
     per = {  # target -> {model size or group: value}
-        "lightning_vs_hf": {n: r["lightning_vs_hf"] for n, r in train.items()},
-        "lightning_overhead": {n: r["lightning_overhead_pct"] for n, r in train.items()},
-        "mfu_wide": {n: 100 * r["plain"]["model_gflops"] / peak_bf16 for n, r in wide.items()},
+        "speedup_bf16": {n: r["speedup_vs_before"] for n, r in train.get("bf16", {}).items()},
+        "speedup_fp32": {n: r["speedup_vs_before"] for n, r in train.get("fp32", {}).items()},
+        "eval_share": {f"{first} {p_}": share[p_]["run"]["engine"]["eval_share_pct"] for p_ in precs},
+        "lightning_vs_hf": {n: r["lightning_vs_hf"] for n, r in bf.items()},
+        "lightning_overhead": {n: r["lightning_overhead_pct"] for n, r in bf.items()},
+        "mfu_wide": {
+            n: 100 * r[r["engine"]]["model_gflops"] / peak_bf16 for n, r in bf.items() if r["model"]["d_model"] >= 256
+        },
         "tf_vs_hf_generate": {n: e["tf_vs_hf_generate"] for n, e in evals.items()},
         "datagen_vs_train": {n: g["vs_train"] for n, g in gen.items()},
         "datagen_vs_train_same_group": {n: g["vs_train_token_adjusted"] for n, g in gen.items()},
@@ -876,24 +984,11 @@ def main(argv: list[str] | None = None) -> int:
     print("\nTARGETS (met = the worst case over model sizes / groups meets it)")
     rows = []
     for key, (thr, op, desc) in TARGETS.items():
-        unit = "%" if key in ("lightning_overhead", "mfu_wide") else "x"
+        unit = "%" if key in ("lightning_overhead", "mfu_wide", "eval_share") else "x"
         spec = "+.1f" if key == "lightning_overhead" else (".1f" if unit == "%" else ".3g")
         shown = ", ".join(f"{n} {v:{spec}}{unit}" for n, v in per[key].items())
         rows.append([desc, shown, f"{op} {thr:g}{unit}", met(worst[key], key) if worst[key] == worst[key] else "n/a"])
     print(fmt_table(rows, ["target", "measured", "target", "met"]))
-    if args.variants:
-        print(
-            "info: lengen plain, attn auto (explicit) / attn sdpa: "
-            + ", ".join(
-                f"{n} {r['plain']['input_tokens_per_s'] / r['plain_sdpa']['input_tokens_per_s']:.2f}x"
-                for n, r in train.items()
-            )
-            + "; lengen plain / HF Llama eager (same attention algorithm): "
-            + ", ".join(
-                f"{n} {r['plain']['input_tokens_per_s'] / r['hf_eager']['input_tokens_per_s']:.2f}x"
-                for n, r in train.items()
-            )
-        )
     total = time.perf_counter() - t_start
     whole.__exit__(None, None, None)
     print(
@@ -914,6 +1009,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "train": train,
         "eval": evals,
+        "eval_share": share,
         "datagen": gen,
         "targets": {
             k: {
@@ -929,10 +1025,11 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": total,
         "other_processes_cpu_s": whole.other_cpu_s,
     }
-    for r in train.values():  # per-step lists are bulky; keep their summary only
-        for k in CONTESTANTS:
-            if k in r:
-                r[k].pop("steps_ms", None)
+    for by_size in train.values():  # per-step lists are bulky; keep their summary only
+        for r in by_size.values():
+            for k in CONTESTANTS:
+                if k in r:
+                    r[k].pop("steps_ms", None)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(f"results -> {args.json}")

@@ -146,4 +146,5 @@ def system_from_run(run) -> LengenSystem:
         total_steps=t.steps,
         min_lr_frac=t.min_lr_frac,
         length_buckets=t.length_buckets,
+        fused=True,  # the same AdamW update in one kernel: 2-3x faster optimizer steps on CPU (benchmarks/README.md)
     )

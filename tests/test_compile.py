@@ -1,5 +1,5 @@
 """Compiled training (``train.compile``): when ``auto`` compiles, and that a compiled run gives the eager
-run's records within float noise.
+run's records within float noise; evaluation batched across sets scores as one batch per set.
 
 Tolerance of the compiled-vs-eager comparison, fp32 on CPU: inductor fuses and reorders the same fp32
 arithmetic (reductions of RMSNorm, softmax and the loss in other orders), so each step's loss differs from
@@ -17,7 +17,10 @@ import pytest
 import torch
 
 from lengen.config import load_config
+from lengen.data import make_eval_sets
 from lengen.engine import COMPILE_MIN_STEPS, RunSpec, resolve_compile
+from lengen.evaluate import teacher_forced, teacher_forced_sets
+from lengen.model import ModelConfig, Transformer
 from lengen.paths import PROFILES_DIR
 from lengen.train import run_spec, train_run
 
@@ -55,6 +58,18 @@ def test_compile_setting_is_checked_and_fingerprinted():
     with pytest.raises(ValueError, match=r"train\.compile"):
         dataclasses.replace(tiny_run("auto").train, compile="yes")
     assert run_spec(tiny_run("compiled")).fingerprint != run_spec(tiny_run("eager")).fingerprint
+
+
+def test_sets_batched_together_score_as_one_batch_per_set():
+    group = load_config(PROFILES_DIR / "smoke.yaml").groups["arith_carry"]
+    sets = make_eval_sets(group.eval_keys(1), 8, 1234, 10)
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(vocab_size=155, n_layer=2, n_head=2, d_model=32, d_mlp=64, max_seq_len=48))
+    batched = teacher_forced_sets(model.eval(), sets, batch_size=40)  # batches mix tasks and lengths
+    for key, examples in sets.items():
+        alone = teacher_forced(model, examples)
+        assert (batched[key].exact == alone.exact).all()
+        assert (batched[key].token_correct, batched[key].token_total) == (alone.token_correct, alone.token_total)
 
 
 @pytest.mark.slow
