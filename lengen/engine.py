@@ -172,7 +172,9 @@ class Evaluate(L.Callback):
         was_training = model.training
         model.eval()
         device = next(model.parameters()).device
-        with torch.no_grad(), autocast_context(self.precision, device):
+        # eager even when the network is compiled for training: an inference graph would be one more compile
+        # (~20-30 s) for evaluations that take a few seconds each (benchmarks/README.md, speed)
+        with torch.no_grad(), autocast_context(self.precision, device), torch.compiler.set_stance("force_eager"):
             rows = [{**r, "step": step, "final": final} for r in self.score(model, step, final)]
         model.train(was_training)
         self.records.extend(rows)
