@@ -10,10 +10,10 @@ USE     := $(BIN)/python -m lengen.config use $(PROFILE) $(if $(FORCE),--force)
 DVC     := PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc
 
 # Which torch build: TORCH_VARIANT=cpu (the default: torch 2.13.0+cpu from PyTorch's CPU index, no CUDA
-# libraries), cuda (PyPI's torch 2.13.0, which on Linux x86_64 is the CUDA build and brings its CUDA
-# libraries: for a GPU box), or another tag of PyTorch's index (e.g. cu126: torch 2.13.0+cu126 from
-# https://download.pytorch.org/whl/cu126). A machine whose pip already finds the CPU wheel offline can skip
-# the index: TORCH_INDEX=. To switch an existing venv: `make clean-venv env TORCH_VARIANT=cuda`.
+# libraries), cuda (PyPI's torch 2.13.0, which on Linux x86_64 is the CUDA build and brings its CUDA 13.0
+# libraries as pip packages: for a GPU box), or another tag of PyTorch's index (cuXYZ: torch 2.13.0+cuXYZ
+# from https://download.pytorch.org/whl/cuXYZ). A machine whose pip already finds the CPU wheel offline can
+# skip the index: TORCH_INDEX=. To switch an existing venv: `make clean-venv env TORCH_VARIANT=cuda`.
 TORCH_VERSION ?= 2.13.0
 TORCH_VARIANT ?= cpu
 TORCH_INDEX   ?= $(if $(filter cuda,$(TORCH_VARIANT)),,https://download.pytorch.org/whl/$(TORCH_VARIANT))
