@@ -211,15 +211,16 @@ class StopAtScore(EarlyStopping):
     """Lightning's EarlyStopping on the score :class:`Evaluate` logs, checked right after each evaluation.
 
     The training stream is endless, so there is no epoch end or validation loop to hook; patience is
-    unlimited: only reaching the threshold stops. Lightning's threshold test is strict (``>``), so
-    "reaches ``at``" is tested as ``> at - 1e-9`` (scores are fractions of at most 1e9 examples).
+    unlimited: only reaching the threshold stops. Lightning's threshold test is strict (``>``) and runs on the
+    logged float32 score, so "reaches ``at``" is tested as ``> at - 1e-6``: distinct from ``at`` in float32
+    (``at - 1e-9`` rounds to ``at``), and above ``at - 1/n`` for scores that are fractions of n < 10^6 examples.
     """
 
     def __init__(self, rule: StopRule, every: int):
         super().__init__(
             monitor=rule.monitor,
             mode="max",
-            stopping_threshold=rule.at - 1e-9,
+            stopping_threshold=rule.at - 1e-6,
             patience=2**31,
             check_on_train_epoch_end=False,
             strict=False,
@@ -347,6 +348,7 @@ def fit(
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(spec.threads)
     try:
+        prov = provenance()  # where and from which commit the run is made: taken before the code can change
         L.seed_everything(spec.seed, workers=True, verbose=False)
         system, data, evaluator = build()
         precision = resolve_precision(spec.precision, default_device())
@@ -394,16 +396,16 @@ def fit(
             trainer.fit(system, ckpt_path=last if last.exists() else None, **fit_kw)
         step = trainer.global_step
         evaluator.evaluate(system.model, step, final=True, is_global_zero=trainer.is_global_zero)
+        if spec.keep_checkpoints and spec.steps and (not spec.eval_every or step % spec.eval_every):
+            # The last step was no evaluation step, so no kept checkpoint holds it. save_checkpoint is collective
+            # under DDP (rank 0 writes, every rank waits): every rank calls it, decided without the file system.
+            trainer.save_checkpoint(ckpt_dir / f"step={step:06d}.ckpt", weights_only=True)
         if not trainer.is_global_zero:
             return Outcome(pd.DataFrame(evaluator.records), {}, d, read_back=False)
-        kept = ckpt_dir / f"step={step:06d}.ckpt"
-        if spec.keep_checkpoints and spec.steps and not kept.exists():  # the last step is not an eval step
-            trainer.save_checkpoint(kept, weights_only=True)
         for path in sorted(ckpt_dir.glob("step=*.ckpt")):  # what the head analysis will read must be whole
             check_checkpoint(path)
         records = pd.DataFrame(evaluator.records)
         records.to_csv(d / "records.csv", index=False)
-        prov = provenance()
         prov["float_path"]["compiled"] = compiled  # inductor's kernels are another float path than eager's
         info = {
             "run_id": spec.run_id,

@@ -79,7 +79,8 @@ class LengenSystem(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         x, y, offset = batch["input_ids"], batch["labels"], batch.get("pos_offset")
-        if self.hparams.length_buckets == 1:
+        world = self._trainer.world_size if self._trainer is not None else 1
+        if self.hparams.length_buckets == 1 and world == 1:
             logits = self.model(x, pos_offset=offset)
             loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=IGNORE)
         else:
@@ -94,7 +95,13 @@ class LengenSystem(L.LightningModule):
                 loss = loss + F.cross_entropy(
                     logits.float().flatten(0, 1), y[rows, :T].flatten(), ignore_index=IGNORE, reduction="sum"
                 )
-            loss = loss / (y != IGNORE).sum()
+            n_targets = (y != IGNORE).sum()
+            if world > 1:
+                # DDP averages the ranks' gradients. Each rank holds a share of the global batch, with its own
+                # number of targets: dividing its summed loss by the global count per rank makes that average
+                # the global batch's mean loss (a mean of per-rank means would weight the ranks' rows unequally).
+                n_targets = self.all_gather(n_targets).sum() / world
+            loss = loss / n_targets
         self.log("train/loss", loss, prog_bar=True)  # the learning rate is logged by LearningRateMonitor
         return loss
 

@@ -13,18 +13,22 @@ parameters or code are the engine's (``lengen.engine``).
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 import pandas as pd
+from lightning.fabric.utilities.imports import _IS_INTERACTIVE
 
 from lengen import paths
-from lengen.config import RunConfig
+from lengen.config import RunConfig, load_config
 from lengen.data import EvalExample, LengenDataModule, make_eval_sets, read_eval_sets
-from lengen.engine import Evaluate, RunSpec, fit
+from lengen.engine import Evaluate, RunSpec, fit, read_back
 from lengen.evaluate import score_sets
 from lengen.records import RECORD_FIELDS, summarize
 from lengen.system import system_from_run
@@ -32,6 +36,7 @@ from lengen.system import system_from_run
 # The code a main run's result depends on: this module's import closure (engine, system, model, data,
 # tasks, tokenizer, evaluation, config). Part of every run's fingerprint.
 CODE = ("lengen.train",)
+INTERACTIVE = _IS_INTERACTIVE  # a notebook kernel: Lightning's DDP cannot relaunch it (see train_run)
 
 
 @dataclass
@@ -94,14 +99,26 @@ def train_run(
     reports_dir: Path | None = None,
     progress: bool = True,
     callbacks: list[L.Callback] | None = None,
+    params_file: Path | None = None,
 ) -> RunResult:
     """Train (or resume, or read back) one run and write the stage's outputs.
 
     ``reports/records/<id>.csv`` (tidy records), ``reports/metrics/<id>.json`` (summary, no wall times)
     and ``reports/plots/<id>/<task>.csv`` (final accuracy vs length, for ``dvc plots show``).
+    ``params_file``: the run's parameter file, needed only to train with DDP from a notebook (below).
     """
     spec = run_spec(run, runs_root)
     reports_dir = Path(reports_dir) if reports_dir else paths.REPORTS_DIR
+    if run.train.devices > 1 and INTERACTIVE and read_back(spec) is None:
+        # Lightning's DDP starts ranks 1..N-1 by running this process's command again, which a notebook kernel
+        # (a DVC stage runs one) cannot be: the run trains in a child process (`python -m lengen.train`), from
+        # the same parameters, and is read back here: the fingerprint proves it is this run.
+        cmd = [sys.executable, "-m", "lengen.train", run.group_name, run.pos_encoding, str(run.seed)]
+        for flag, value in (("--params", params_file), ("--eval-dir", eval_dir), ("--runs-root", runs_root)):
+            cmd += [flag, str(value)] if value is not None else []
+        subprocess.run(cmd + ["--reports-dir", str(reports_dir)], check=True)
+        if read_back(spec) is None:
+            raise RuntimeError(f"{' '.join(cmd)} did not train run {run.run_id} under fingerprint {spec.fingerprint}")
 
     def build():
         tr, d = run.train, run.data
@@ -139,3 +156,24 @@ def write_outputs(run: RunConfig, records: pd.DataFrame, metrics: dict, reports_
     # NaN (a range with no evaluated length) is not valid JSON: write null.
     metrics = {k: (None if isinstance(v, float) and v != v else v) for k, v in metrics.items()}
     (metrics_dir / f"{run.run_id}.json").write_text(json.dumps(metrics, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m lengen.train GROUP POS_ENCODING SEED [--params FILE]``: one run, as its stage trains it."""
+    ap = argparse.ArgumentParser(prog="python -m lengen.train", description=main.__doc__)
+    ap.add_argument("group")
+    ap.add_argument("pos_encoding")
+    ap.add_argument("seed", type=int)
+    ap.add_argument("--params", type=Path, default=None, help="parameter file (default: params.yaml)")
+    ap.add_argument("--eval-dir", type=Path, default=None)
+    ap.add_argument("--runs-root", type=Path, default=None)
+    ap.add_argument("--reports-dir", type=Path, default=None)
+    args = ap.parse_args(argv)
+    run = load_config(args.params).run(args.group, args.pos_encoding, args.seed)
+    result = train_run(run, args.eval_dir, args.runs_root, args.reports_dir, progress=False, params_file=args.params)
+    print(f"[lengen] {run.run_id}: {'read back' if result.read_back else 'trained'} ({result.run_dir})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -156,12 +156,6 @@ def test_ddp_with_the_global_batch_mean_loss_matches_one_process(reference, smok
     pd.testing.assert_frame_equal(records, ref.records.reset_index(drop=True), check_dtype=False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LengenSystem.training_step divides each rank's loss by that rank's target count, and DDP averages "
-    "the ranks' gradients: a mean of per-rank means, not the global batch's mean (3e-3 on the weights after "
-    "40 steps). Divide by the global count (all_gather, as DDP_SCRIPT's 'global' mode) and drop this marker.",
-)
 def test_ddp_matches_one_process(reference, two_ranks):
     _, ref = reference
     run, out, _ = two_ranks
@@ -171,15 +165,32 @@ def test_ddp_matches_one_process(reference, two_ranks):
     pd.testing.assert_frame_equal(records, ref.records.reset_index(drop=True), check_dtype=False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lengen.engine.fit returns on rank != 0 before rank 0 saves the last kept checkpoint with "
-    "trainer.save_checkpoint, whose barrier then fails ('Connection closed by peer'). Call it on every rank "
-    "before the rank check (it writes on rank 0 only) and drop this marker.",
-)
 def test_a_ddp_run_whose_last_step_is_no_evaluation_step_finishes(tmp_path, smoke_cfg):
     out, proc = ddp(tmp_path, "steps30", steps=30)  # evaluations at 20 and after the last step, 30
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = run_dir_of(out, "arith_carry-rope-s0")
     assert json.loads((run_dir / "run.json").read_text())["finished"]
     assert (run_dir / "checkpoints/step=000030.ckpt").exists()
+
+
+def test_a_ddp_run_started_in_a_notebook_trains_in_a_child_process(tmp_path, monkeypatch, reference):
+    import yaml
+
+    from lengen import train
+    from lengen.config import load_config
+    from lengen.paths import PROFILES_DIR
+
+    raw = yaml.safe_load((PROFILES_DIR / "smoke.yaml").read_text())
+    raw["train"].update(devices=2, threads=1, precision="32-true")
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(raw, sort_keys=False))  # key order is the groups' task order
+    run = load_config(params).run("arith_carry", "rope", 0)
+    monkeypatch.setattr(train, "INTERACTIVE", True)  # as in a DVC stage's notebook kernel
+    result = train_run(
+        run, runs_root=tmp_path / "runs", reports_dir=tmp_path / "reports", progress=False, params_file=params
+    )
+    assert result.read_back  # trained by `python -m lengen.train` on 2 ranks, then read back here
+    assert json.loads((result.run_dir / "run.json").read_text())["devices"] == 2
+    assert (tmp_path / "reports/records" / f"{run.run_id}.csv").exists()
+    _, ref = reference
+    pd.testing.assert_frame_equal(result.records, ref.records, check_dtype=False)

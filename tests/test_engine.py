@@ -170,3 +170,32 @@ def test_damaged_checkpoints_are_named(tmp_path, smoke_cfg):
     last.write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(CheckpointError, match=r"last\.ckpt"):
         train_run(unfinished, runs_root=tmp_path / "runs", reports_dir=tmp_path / "rep", progress=False)
+
+
+def test_the_early_stop_fires_when_the_score_reaches_its_threshold(tmp_path, smoke_cfg):
+    from lengen.data import LengenDataModule
+    from lengen.engine import Evaluate, RunSpec, StopRule, fit
+    from lengen.system import system_from_run
+
+    run = smoke_run(smoke_cfg)
+    spec = RunSpec(
+        run_id="stop",
+        root=tmp_path,
+        params={"test": "stop"},
+        code=(),
+        seed=0,
+        steps=20,
+        eval_every=5,
+        stop=StopRule("val/score", 1.0),
+        compile="eager",
+    )
+
+    def build():
+        def score(model, step, final):  # "every example right" from the second evaluation on
+            return [{"accuracy": 1.0 if step >= 10 else 0.5}]
+
+        evaluate = Evaluate(score, 5, "32-true", spec.run_dir, monitor=lambda rows: rows[0]["accuracy"])
+        return system_from_run(run), LengenDataModule(run.group, 4, 0, 10), evaluate
+
+    out = fit(spec, build, progress=False)
+    assert out.info["steps"] == 10 and out.info["stopped_early"]  # float32 1.0 reaches the threshold 1.0

@@ -109,3 +109,20 @@ def test_failing_notebook_fails_the_stage_readably(repo):
     )
     assert p.returncode == 1
     assert "FAILED notebooks/02_train.ipynb" in p.stderr and "unknown group 'no_such_group'" in p.stderr
+
+
+def test_a_bad_parameter_stops_dvc_before_any_output_is_deleted(repo):
+    root, env = repo
+    sh("dvc repro", root, env)
+    params = (root / "params.yaml").read_text()
+    records = sorted((root / "reports/records").glob("*.csv"))
+    assert records
+    (root / "params.yaml").write_text(params.replace("  n_layer:", "  n_layers:", 1))  # a misspelt key
+    try:
+        p = sh("dvc repro", root, env, check=False)
+        assert p.returncode != 0
+        assert "unknown key(s) ['n_layers']" in p.stdout + p.stderr
+        assert "Running stage 'check'" in p.stdout and "Running stage 'train" not in p.stdout
+        assert sorted((root / "reports/records").glob("*.csv")) == records  # nothing deleted
+    finally:
+        (root / "params.yaml").write_text(params)
