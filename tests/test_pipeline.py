@@ -1,52 +1,20 @@
 """End to end: the whole DVC pipeline on the `smoke` profile in a temporary copy of the repo."""
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from repo_copy import copy_repo, sh
 
 from lengen import paths
 
 pytestmark = pytest.mark.slow
 
 
-def sh(cmd, cwd, env, check=True):
-    p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, shell=True)
-    if check and p.returncode:
-        raise AssertionError(f"{cmd} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
-    return p
-
-
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     """A copy of the tracked files with params.yaml = the smoke profile, and its own git repo."""
     root = tmp_path_factory.mktemp("repo")
-    files = subprocess.run(["git", "ls-files"], cwd=paths.PROJ_ROOT, capture_output=True, text=True).stdout.split()
-    for f in files:
-        if f.startswith("reports/") or f == "dvc.lock":  # the committed results: this copy makes its own
-            continue
-        if (paths.PROJ_ROOT / f).exists():
-            (root / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(paths.PROJ_ROOT / f, root / f)
-    shutil.copy(root / "profiles/smoke.yaml", root / "params.yaml")
-    bin_dir = str(Path(sys.executable).parent)
-    # PYTHONPATH makes the copy's lengen (not the editable install's) the one imported, kernels included.
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(root),
-        "PATH": bin_dir + os.pathsep + os.environ["PATH"],
-        "OMP_NUM_THREADS": "1",
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@t",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@t",
-    }
-    sh("git init -q && git add -A && git commit -qm smoke", root, env)
-    return root, env
+    return root, copy_repo(root, (paths.PROFILES_DIR / "smoke.yaml").read_text())
 
 
 def test_dvc_repro_smoke_end_to_end(repo):

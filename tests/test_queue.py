@@ -13,15 +13,13 @@ itself, which DVC supports: it releases its repository lock while a stage's comm
 
 import itertools
 import json
-import os
 import re
-import shutil
-import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+from repo_copy import copy_repo, sh
 
 from lengen import paths
 
@@ -30,38 +28,15 @@ pytestmark = pytest.mark.slow
 VENV = Path(sys.executable).parent.parent
 
 
-def sh(cmd, cwd, env, check=True):
-    p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, shell=True)
-    if check and p.returncode:
-        raise AssertionError(f"{cmd} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
-    return p
-
-
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     """A copy of the tracked files, params.yaml = the smoke profile at 1 thread per run, its own git repo."""
     root = tmp_path_factory.mktemp("queue")
-    files = subprocess.run(["git", "ls-files"], cwd=paths.PROJ_ROOT, capture_output=True, text=True).stdout.split()
-    for f in files:
-        if (paths.PROJ_ROOT / f).exists():
-            (root / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(paths.PROJ_ROOT / f, root / f)
-    params = (root / "profiles/smoke.yaml").read_text()
+    params = (paths.PROFILES_DIR / "smoke.yaml").read_text()
     one_thread = re.sub(r"(?m)^  threads: 2\b", "  threads: 1", params, count=1)  # the train section's
     assert one_thread != params
-    (root / "params.yaml").write_text(one_thread)
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(root),  # the copy's lengen, kernels included
-        "PATH": f"{VENV}/bin{os.pathsep}{os.environ['PATH']}",
-        "OMP_NUM_THREADS": "1",
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@t",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@t",
-    }
+    env = copy_repo(root, one_thread)
     env.pop("CUDA_VISIBLE_DEVICES", None)
-    sh("git init -q && git add -A && git commit -qm smoke", root, env)
     return root, env
 
 
