@@ -7,7 +7,7 @@ returns it.
 
 from __future__ import annotations
 
-from lengen.config import Config, _build, _fail
+from lengen.config import Config, _fail
 from lengen.config.formal import PES, Arch, FormalConfig, FormalTrain
 from lengen.config.formal import FormalGrid as GridConfig
 
@@ -16,8 +16,6 @@ __all__ = ["PES", "Arch", "FormalConfig", "FormalTrain", "GridConfig", "load_for
 
 def load_formal(cfg: Config) -> FormalConfig:
     """The ``formal:`` section of a loaded config (parsed and checked by ``load_config``)."""
-    if cfg.formal is not None:
-        return cfg.formal
-    if "formal" not in cfg.extra:
+    if cfg.formal is None:
         _fail("formal", "section missing from the params file")
-    return _build(FormalConfig, cfg.extra["formal"], "formal")
+    return cfg.formal
