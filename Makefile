@@ -57,7 +57,7 @@ reproduce: env
 	$(BIN)/python -m lengen.config check
 	$(DVC) repro
 
-# Many runs at once (docs/scaling.md): the stages that train one run each (train, ablation, grid), JOBS at a
+# Many runs at once (docs/scaling.md): the stages that train one run each (train, ablation, grid, cross), JOBS at a
 # time, each its own `dvc repro --single-item` in this workspace: DVC releases its repository lock while a
 # stage's command runs and locks each stage's deps (shared) and outs (one run's own); --wait-for-lock queues
 # the short locked moments. Records, metrics, runs/ and dvc.lock land here as with `make reproduce`, which then
@@ -68,7 +68,7 @@ reproduce: env
 comma      := ,
 GPUS       ?= $(or $(subst $(comma), ,$(CUDA_VISIBLE_DEVICES)),$(shell nvidia-smi --query-gpu=index --format=csv,noheader 2>/dev/null))
 JOBS       ?= $(if $(strip $(GPUS)),$(words $(GPUS)),2)
-RUN_STAGES ?= ^(train|ablation|grid)@
+RUN_STAGES ?= ^(train|ablation|grid|cross)@
 QUEUE_SLOT := stage=$$1; if [ -n "$$GPUS" ]; then set -- $$GPUS; shift $$((SLOT % $$\#)); \
 	export CUDA_VISIBLE_DEVICES=$$1; fi; echo "[queue] slot $$SLOT$${CUDA_VISIBLE_DEVICES:+ gpu $$CUDA_VISIBLE_DEVICES}: $$stage"; \
 	exec dvc --wait-for-lock repro --single-item "$$stage"

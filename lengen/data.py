@@ -168,8 +168,9 @@ class TrainStream(IterableDataset):
 
     Per example: a task uniformly from the group, a length uniformly in 1..its max training length,
     then the content; prompts of the evaluation partition (that of every task) are rejected and redrawn.
-    With APE and random offsets, each example also gets a position offset uniform in [0, max_seq_len - T]
-    so every row of the position table up to max_seq_len is trained.
+    With APE and random offsets, each example also gets a position offset uniform in [0, max_seq_len - n],
+    n its own length in tokens (as the formal framework's official code), so every example can reach the
+    table's last row and every row up to max_seq_len is trained.
     """
 
     def __init__(
@@ -209,9 +210,8 @@ class TrainStream(IterableDataset):
         rng, exs = self.examples(k)
         seqs = [format_example(task, ex, self.tok) for task, ex in exs[self.rank :: self.world_size]]
         out = collate(seqs, self.tok.pad_id)
-        if self.max_seq_len is not None:
-            T = out["input_ids"].shape[1]
-            out["pos_offset"] = torch.tensor([rng.randint(0, self.max_seq_len - T) for _ in seqs])
+        if self.max_seq_len is not None:  # n = len(ids) - 1 input positions (the last token is only a label)
+            out["pos_offset"] = torch.tensor([rng.randint(0, self.max_seq_len - (len(ids) - 1)) for ids, _ in seqs])
         return out
 
     def __iter__(self):

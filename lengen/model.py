@@ -343,16 +343,21 @@ class Transformer(nn.Module):
         if isinstance(pos_offset, int):
             lo, hi = pos_offset, pos_offset  # checked in Python: no device sync
             offset = torch.full((B,), pos_offset, dtype=torch.long, device=device)
+            lo, hi = lo + past, hi + past + T - 1
         else:
+            # Per-example offsets (training under APE) are bounded by each example's own length, so a
+            # short example's right padding may run past the table: those positions are clamped to the
+            # last row (as the official formal-framework collator repeats the last position id). No real
+            # token attends to padding (causal mask, padding on the right) and no loss reads it.
             offset = torch.as_tensor(pos_offset, device=device).long().reshape(-1).expand(B)
-            lo, hi = int(offset.min()), int(offset.max())
-        lo, hi = lo + past, hi + past + T - 1
+            lo, hi = int(offset.min()) + past, int(offset.max()) + past
         if lo < 0 or hi >= self.cfg.max_seq_len:
             raise ValueError(
                 f"position ids span [{lo}, {hi}] but must lie in [0, max_seq_len="
                 f"{self.cfg.max_seq_len}) for pos_encoding={self.cfg.pos_encoding!r}"
             )
-        return offset[:, None] + past + torch.arange(T, device=device)  # (B, T)
+        pos = offset[:, None] + past + torch.arange(T, device=device)  # (B, T)
+        return pos if isinstance(pos_offset, int) else pos.clamp_(max=self.cfg.max_seq_len - 1)
 
     # -- forward ---------------------------------------------------------------------------------------
 

@@ -205,11 +205,21 @@ def test_ablation_errors_name_the_problem(change, match):
         parse_config(mutate(change))
 
 
-def test_all_runs_cover_experiment_ablation_and_grid():
+def test_all_runs_cover_experiment_ablation_grid_and_cross():
     cfg = load_config(paths.PROFILES_DIR / "smoke.yaml")
     ids = [r.run_id for r in cfg.all_runs()]
-    assert ids == [r.run_id for r in cfg.runs() + cfg.ablation_runs() + cfg.grid_runs()]
-    assert "arith_carry-nope-s0" in ids and len(set(ids)) == len(ids)
+    assert ids == [r.run_id for r in cfg.runs() + cfg.ablation_runs() + cfg.grid_runs() + cfg.cross_runs()]
+    assert "arith_carry-nope-s0" in ids and "arith_carry-ape-s0" in ids and len(set(ids)) == len(ids)
+
+
+def test_a_cross_run_already_trained_elsewhere_is_refused():
+    r = raw("smoke")
+    r["cross"] = {"groups": ["arith_carry"], "pos_encodings": ["nope"], "seeds": [0]}  # = the ablation's run
+    with pytest.raises(ValueError, match=r"cross.*arith_carry-nope-s0"):
+        parse_config(r)
+    r["cross"] = {"groups": ["no_such_group"], "pos_encodings": ["ape"], "seeds": [0]}
+    with pytest.raises(ValueError, match=r"cross\.groups.*no_such_group"):
+        parse_config(r)
 
 
 def test_group_model_overrides_reach_only_that_groups_runs():

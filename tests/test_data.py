@@ -83,15 +83,21 @@ def test_training_never_sees_evaluation_prompts(task, length):
         assert 80 <= len(train_prompts) <= 95
 
 
-def test_ape_offsets_cover_the_position_range():
+def test_ape_offsets_are_bounded_by_each_examples_own_length():
+    # Per example, U[0, max_seq_len - n] with n its own input length (the formal framework's official rule),
+    # not the batch's padded length: a short example reaches the table's last row too.
     s = TrainStream(GROUP, 64, seed=0, modulus=10, max_seq_len=40)
-    offs, lasts = [], []
+    offs, lasts, short_lasts = [], [], []
     for k in range(30):
         b = s.batch(k)
         T = b["input_ids"].shape[1]
+        n = (b["input_ids"] != s.tok.pad_id).sum(1)  # each example's real input positions
+        last = b["pos_offset"] + n - 1
         offs += b["pos_offset"].tolist()
-        lasts += (b["pos_offset"] + T - 1).tolist()
-    assert min(offs) == 0 and max(lasts) == 39  # every row 0..max_seq_len-1 trained, none beyond
+        lasts += last.tolist()
+        short_lasts += last[n < T].tolist()  # examples shorter than the batch's longest
+    assert min(offs) == 0 and max(lasts) == 39  # every row 0..max_seq_len-1 trained, no real token beyond
+    assert max(short_lasts) == 39  # under the batch bound a short example could never reach the last row
     assert "pos_offset" not in TrainStream(GROUP, 8, 0, 10).batch(0)
 
 

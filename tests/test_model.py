@@ -127,6 +127,20 @@ def test_rope_is_invariant_to_uniform_offset():
         torch.testing.assert_close(model(idx, pos_offset=13), ref, atol=1e-4, rtol=1e-4)
 
 
+def test_padding_past_the_position_table_is_clamped_and_changes_nothing():
+    cfg = ModelConfig(vocab_size=VOCAB, n_layer=1, n_head=2, d_model=16, d_mlp=32, max_seq_len=12, pos_encoding="ape")
+    model = randn_weights(Transformer(cfg).eval())
+    idx = tokens(2, 10)
+    with torch.no_grad():
+        batched = model(idx, pos_offset=torch.tensor([0, 8]))  # row 1: real tokens 0..3 at 8..11, padding past 11
+        alone = model(idx[1:, :4], pos_offset=8)
+    torch.testing.assert_close(batched[1, :4], alone[0])
+    with pytest.raises(ValueError):
+        model(idx, pos_offset=torch.tensor([0, 12]))  # an offset itself past the table
+    with pytest.raises(ValueError):
+        model(idx, pos_offset=4)  # an int offset is checked over the whole sequence (evaluation)
+
+
 def test_ape_depends_on_offset():
     model = tiny("ape")
     idx = tokens(2, 16)
@@ -143,7 +157,7 @@ def test_positions_beyond_max_seq_len_raise(enc):
     with pytest.raises(ValueError, match="max_seq_len=48"):
         model(tokens(2, 49))
     with pytest.raises(ValueError, match="max_seq_len=48"):
-        model(tokens(2, 10), pos_offset=torch.tensor([0, 39]))
+        model(tokens(2, 10), pos_offset=torch.tensor([0, 48]))  # per-example offsets: the offset itself checked
     with pytest.raises(ValueError, match="max_seq_len=48"):
         model(tokens(2, 10), pos_offset=-1)
 

@@ -42,7 +42,7 @@ def repo(tmp_path_factory):
 
 def run_stages(root, env):
     names = sh(f"{VENV}/bin/dvc stage list --name-only", root, env).stdout.split()
-    return [n for n in names if n.split("@")[0] in ("train", "ablation", "grid")]
+    return [n for n in names if n.split("@")[0] in ("train", "ablation", "grid", "cross")]
 
 
 def test_make_queue_trains_two_runs_at_a_time_into_one_workspace(repo):
@@ -50,7 +50,7 @@ def test_make_queue_trains_two_runs_at_a_time_into_one_workspace(repo):
     # This interpreter's venv, taken as installed (-o: its stamp is not remade from the copy's requirements).
     p = sh(f"make -o {VENV}/.installed queue VENV={VENV} JOBS=2 GPUS='0 1'", root, env)
     stages = run_stages(root, env)
-    assert len(stages) >= 4  # smoke: 2 experiment runs, 1 NoPE ablation, 1 grid cell
+    assert len(stages) >= 5  # smoke: 2 experiment runs, 1 NoPE ablation, 1 grid cell, 1 APE (cross)
     # one accelerator per worker: slot k was given GPU k (CUDA_VISIBLE_DEVICES; nothing to use on this CPU)
     for slot in (0, 1):
         assert f"[queue] slot {slot} gpu {slot}: " in p.stdout

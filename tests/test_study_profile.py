@@ -43,9 +43,17 @@ def test_the_study_holds_every_reported_experiment(study):
     seeds: dict[tuple[str, str], set[int]] = {}
     for r in runs:
         seeds.setdefault((r.group_name, r.pos_encoding), set()).add(r.seed)
-    # every defined group at RoPE (headline groups, baselines, controls, one auxiliary, other groups, mazes)
-    for g in study.groups:
+    # every defined group at RoPE (headline groups, baselines, controls, one auxiliary, other groups, mazes),
+    # but those only the cross-paper study trains (under APE)
+    cross_only = set(study.cross.groups) - set(study.experiment.groups)
+    for g in set(study.groups) - cross_only:
         assert len(seeds.get((g, "rope"), ())) >= 3, f"{g}: fewer than 3 RoPE seeds"
+    # the cross-paper study (notebook 07): every group at APE over >= 3 seeds, and the groups of its first
+    # question at RoPE and NoPE too
+    for g in study.cross.groups:
+        assert len(seeds.get((g, "ape"), ())) >= 3, f"{g}: fewer than 3 APE seeds"
+    for g in ("arith_carry", "caprev", "sp_far_dfs"):
+        assert {pe for (h, pe) in seeds if h == g} == {"rope", "nope", "ape"}
     for g in ("arith_carry", "caprev", "sp_far_dfs", "add_alone", "caprev_alone", "sp_far_alone"):
         assert len(seeds[(g, "rope")]) >= 5, f"{g}: a headline group or baseline below 5 seeds"
     for g in ("arith_carry", "add_alone", "caprev", "caprev_alone"):  # RoPE vs NoPE (Fig. 12-13)

@@ -8,8 +8,9 @@ imports torch: ``python -m lengen.config check`` runs in a second, before DVC an
 
 Sections and where they are parsed:
 
-- ``data``, ``model``, ``train``, ``groups``, ``experiment``, ``ablation``, ``grid``: the training runs
-  (:mod:`lengen.config.core`); ``cfg.runs()``, ``cfg.ablation_runs()``, ``cfg.grid_runs()`` resolve them.
+- ``data``, ``model``, ``train``, ``groups``, ``experiment``, ``ablation``, ``grid``, ``cross``: the training
+  runs (:mod:`lengen.config.core`); ``cfg.runs()``, ``cfg.ablation_runs()``, ``cfg.grid_runs()``,
+  ``cfg.cross_runs()`` resolve them (``cfg.all_runs()``: all four).
 - ``heads`` -> ``cfg.heads: HeadsConfig | None``, ``pretrained`` -> ``cfg.pretrained: PretrainedParams | None``
   (:mod:`lengen.config.sections`), ``formal`` -> ``cfg.formal: FormalConfig | None``
   (:mod:`lengen.config.formal`, re-exported by lengen.formal.config). ``cfg.extra`` keeps these three raw,

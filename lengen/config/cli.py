@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(json.dumps(STAMP, indent=2, sort_keys=True) + "\n")
     print(
         f"ok: profile {cfg.profile}, {len(cfg.all_runs())} runs ({len(cfg.runs())} experiment, "
-        f"{len(cfg.ablation_runs())} ablation, {len(cfg.grid_runs())} grid)"
+        f"{len(cfg.ablation_runs())} ablation, {len(cfg.grid_runs())} grid, {len(cfg.cross_runs())} cross)"
         + "".join(f", {s}" for s in ("heads", "pretrained", "formal") if getattr(cfg, s) is not None)
     )
     return 0

@@ -216,7 +216,7 @@ class ExperimentConfig:
     seeds: list[int]
 
     def __post_init__(self):
-        # Messages name the key only: this class parses both `experiment` and `ablation`, and the
+        # Messages name the key only: this class parses `experiment`, `ablation` and `cross`, and the
         # parser prefixes the section it was given ("params: ablation: groups: must not be empty").
         for k in ("groups", "pos_encodings", "seeds"):
             if not getattr(self, k):

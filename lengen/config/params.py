@@ -34,6 +34,7 @@ class Config:
     experiment: ExperimentConfig
     grid: GridConfig | None = None
     ablation: ExperimentConfig | None = None  # more runs (e.g. NoPE, one auxiliary), a matrix of its own
+    cross: ExperimentConfig | None = None  # the cross-paper study's runs (APE; notebook 07), a matrix of its own
     heads: HeadsConfig | None = None  # stage `heads` (lengen.heads)
     pretrained: PretrainedParams | None = None  # stage `pretrained` (lengen.finetune)
     formal: FormalConfig | None = None  # stage `formal` (lengen.formal)
@@ -41,7 +42,7 @@ class Config:
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
-        for section, e in (("experiment", self.experiment), ("ablation", self.ablation)):
+        for section, e in (("experiment", self.experiment), ("ablation", self.ablation), ("cross", self.cross)):
             for g in e.groups if e else []:
                 if g not in self.groups:
                     _fail(f"{section}.groups", f"unknown group {g!r}; defined groups: {sorted(self.groups)}")
@@ -52,6 +53,9 @@ class Config:
         twice = sorted({r.run_id for r in self.runs()} & {r.run_id for r in self.ablation_runs()})
         if twice:
             _fail("ablation", f"run(s) {twice} are already in the experiment (each run is trained once)")
+        twice = sorted({r.run_id for r in self.runs() + self.ablation_runs()} & {r.run_id for r in self.cross_runs()})
+        if twice:
+            _fail("cross", f"run(s) {twice} are already in the experiment or ablation (each run is trained once)")
         for g, group in self.groups.items():
             base = group.baseline
             if base is not None and base not in self.groups:
@@ -68,8 +72,8 @@ class Config:
             _fail("grid.group", f"unknown group {self.grid.group!r}; defined groups: {sorted(self.groups)}")
         # Every evaluation sequence must fit the position range: <bos> <marker> prompt target <eos>.
         grid_cells = [self.grid.name(m, a) for m, a in self.grid.cells()] if self.grid else []
-        ablation_groups = self.ablation.groups if self.ablation else []
-        for g in [*self.experiment.groups, *ablation_groups, *grid_cells]:
+        more_groups = [g for e in (self.ablation, self.cross) if e for g in e.groups]
+        for g in [*self.experiment.groups, *more_groups, *grid_cells]:
             group, max_seq_len = self.group(g), self.model_for(g).max_seq_len
             for task in group.tasks:
                 longest = max(group.eval_lengths(task, self.data.eval_step))
@@ -146,16 +150,21 @@ class Config:
         e = self.ablation
         return [self.run(g, pe, s) for g in e.groups for pe in e.pos_encodings for s in e.seeds] if e else []
 
+    def cross_runs(self) -> list[RunConfig]:
+        """The cross-paper study's runs (DVC stage ``cross``); none without a ``cross`` section."""
+        e = self.cross
+        return [self.run(g, pe, s) for g in e.groups for pe in e.pos_encodings for s in e.seeds] if e else []
+
     def all_runs(self) -> list[RunConfig]:
-        """Every training run of the profile: experiment, ablation and grid."""
-        return self.runs() + self.ablation_runs() + self.grid_runs()
+        """Every training run of the profile: experiment, ablation, grid and cross."""
+        return self.runs() + self.ablation_runs() + self.grid_runs() + self.cross_runs()
 
 
 # ---------------------------------------------------------------------------------------------
 # Parsing
 
 SECTIONS = ("profile", "data", "model", "train", "groups", "experiment")  # required
-OPTIONAL_SECTIONS = ("grid", "ablation", "heads", "pretrained", "formal")
+OPTIONAL_SECTIONS = ("grid", "ablation", "cross", "heads", "pretrained", "formal")
 # The analysis stages' sections, also kept raw in Config.extra for readers that parse them themselves.
 OTHER_SECTIONS = ("heads", "pretrained", "formal")
 _TYPES = {
@@ -167,6 +176,7 @@ _TYPES = {
     "experiment": ExperimentConfig,
     "grid": GridConfig,
     "ablation": ExperimentConfig,
+    "cross": ExperimentConfig,
     "heads": HeadsConfig,
     "pretrained": PretrainedParams,
     "formal": FormalConfig,
