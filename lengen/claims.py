@@ -1,10 +1,11 @@
 """The claims table: each claim of both papers, our measurement and a verdict, generated from the tidy records.
 
 The figures stage builds it (:func:`build`) from the per-run summary (:func:`lengen.analysis.run_summary`), the
-checkpoint ranges (:func:`lengen.analysis.length_ranges`) and the analysis stages' own tables (head correlations,
-pretrained claims, formal predicted-vs-observed), and writes ``reports/claims.md`` and ``reports/claims.csv``
-(:func:`write`). ``python -m lengen.claims readme`` (``make claims``) copies the Markdown into README.md between
-:data:`START` and :data:`END`. Pure functions over DataFrames: no model, no torch.
+checkpoint ranges (:func:`lengen.analysis.length_ranges`), the analysis stages' own tables (head correlations,
+pretrained claims, formal predicted-vs-observed) and the cross-paper questions (:mod:`lengen.crosspaper`), and
+writes ``reports/claims.md`` and ``reports/claims.csv`` (:func:`write`). ``python -m lengen.claims readme``
+(``make claims``) copies the Markdown into README.md between :data:`START` and :data:`END`. Pure functions over
+DataFrames: no model, no torch.
 
 Every verdict is one of :data:`VERDICTS`, by the rule written beside it in the output; a claim whose runs are not
 in the active profile, or whose records are missing, is *not tested*.
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lengen import paths
+from lengen import crosspaper, paths
 from lengen.analysis import PAPER_FIGURES, POS_ENCODING_NAMES, grid_gaps, group_label, paper_grid
 from lengen.config import Config
 
@@ -336,7 +337,7 @@ def build(
     rows += [transfer_claim(cfg, summary, g) for g in transfer]
     rows += [controls_claim(cfg, summary, controls), instability_claim(ranges, transfer), grid_claim(cfg, summary)]
     rows += [nope_claim(cfg, summary), one_vs_two_claim(cfg, summary), heads_claim(heads)]
-    rows += pretrained_claims(pretrained) + formal_claims(formal)
+    rows += pretrained_claims(pretrained) + formal_claims(formal) + crosspaper.claims(summary, cfg)
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

@@ -237,10 +237,13 @@ def _finished(cfg: Config, out_dir: Path, model_dir: Path = MODEL_DIR) -> list[O
     return list(done.values())
 
 
-def load_records(cfg: Config, out_dir: Path = paths.PRETRAINED_DIR) -> pd.DataFrame:
-    """The stage's records, every configured run (for the figures notebook)."""
+def load_records(cfg: Config, out_dir: Path = paths.PRETRAINED_DIR, missing_ok: bool = False) -> pd.DataFrame | None:
+    """The stage's records, every configured run (for the figures notebook); with ``missing_ok``, None while
+    some are missing (a study produced in pieces: its claims are then "not tested")."""
     files = [Path(out_dir) / "records" / f"{r.run_id}.csv" for r in stage_runs(cfg)]
     missing = [f.name for f in files if not f.exists()]
+    if missing and missing_ok:
+        return None
     if missing:
         raise FileNotFoundError(f"no pretrained-comparison records {missing} in {out_dir}; run `dvc repro pretrained`")
     return pd.concat([pd.read_csv(f) for f in files], ignore_index=True)

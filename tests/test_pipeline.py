@@ -2,6 +2,7 @@
 
 import json
 
+import pandas as pd
 import pytest
 from repo_copy import copy_repo, sh
 
@@ -21,7 +22,7 @@ def test_dvc_repro_smoke_end_to_end(repo):
     root, env = repo
     p = sh("dvc repro", root, env)
     assert "[lengen] done notebooks/02_train.ipynb" in p.stdout
-    for nb in ("01_data", "03_pretrained", "04_heads", "05_figures"):
+    for nb in ("01_data", "03_pretrained", "04_heads", "05_figures", "06_formal", "07_cross_paper"):
         assert (root / f"reports/{nb}.ipynb").exists() and (root / f"reports/{nb}.html").exists()
     assert list((root / "reports/figures").glob("transfer_*.png"))
     for f in ("gaps.png", "grid.png", "checkpoint_ranges.png"):
@@ -30,6 +31,10 @@ def test_dvc_repro_smoke_end_to_end(repo):
     # stages `ablation` (NoPE) and `grid` (length-ratio cells) train their runs like `train`
     assert (root / "reports/records/arith_carry-nope-s0.csv").exists()
     assert (root / "reports/records/grid_m3_a6-rope-s0.csv").exists()
+    # stage `cross` trains the APE runs, stage `crosspaper` reads them beside the RoPE ones (notebook 07)
+    assert (root / "reports/records/arith_carry-ape-s0.csv").exists()
+    assert (root / "reports/cross/encodings.csv").exists() and (root / "reports/cross/rescue.png").exists()
+    assert {"cross:q1", "cross:q2"} <= set(pd.read_csv(root / "reports/claims.csv").id)
     assert (root / "reports/formal/predicted_vs_observed.png").exists()  # stage `formal`
     assert (root / "models/smollm2-135m-instruct/model.safetensors").exists()  # stage convert
     assert list((root / "reports/pretrained/records").glob("*-zero_shot.csv"))
@@ -39,7 +44,11 @@ def test_dvc_repro_smoke_end_to_end(repo):
     # Executed notebooks carry the injected parameters; the sources stay stripped.
     assert "injected-parameters" in (root / "reports/train/arith_carry-rope-s0.ipynb").read_text()
     # ... and their figures, each stored once: the saved PNG, linked from the report (not embedded in it again)
-    for nb, figures in (("05_figures", "reports/figures"), ("03_pretrained", "reports/pretrained/figures")):
+    for nb, figures in (
+        ("05_figures", "reports/figures"),
+        ("03_pretrained", "reports/pretrained/figures"),
+        ("07_cross_paper", "reports/cross"),
+    ):
         text = (root / f"reports/{nb}.ipynb").read_text()
         outputs = [o for c in json.loads(text)["cells"] for o in c.get("outputs", [])]
         assert not any("image/png" in o.get("data", {}) for o in outputs), nb

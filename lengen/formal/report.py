@@ -109,8 +109,11 @@ def verify_programs(
     return pd.DataFrame(rows)
 
 
-def load_records(out_dir: Path | None = None) -> pd.DataFrame:
+def load_records(out_dir: Path | None = None, missing_ok: bool = False) -> pd.DataFrame | None:
+    """The formal stage's records; with ``missing_ok``, None before the stage ran."""
     path = Path(out_dir or FORMAL_DIR) / "records.csv"
+    if not path.exists() and missing_ok:
+        return None
     if not path.exists():
         raise FileNotFoundError(f"no formal records at {path}; run `dvc repro formal` first")
     return pd.read_csv(path)
