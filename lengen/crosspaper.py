@@ -140,6 +140,7 @@ def rescue_table(summary: pd.DataFrame, cfg: Config, pe: str = "ape") -> pd.Data
                 transfer_sd=mine.main_transfer.std(ddof=0) if len(mine) else float("nan"),
                 every_seed=_seeds(mine),
                 alone=b,
+                baseline=group.baseline,
                 alone_seeds=len(base),
                 alone_every_seed=_seeds(base),
                 rescued=bool(len(mine) and len(base) and t >= BAR and t > b + MARGIN),
@@ -217,8 +218,10 @@ def rescue_claim(table: pd.DataFrame, cfg: Config) -> dict:
     measured = table[(table.seeds > 0) & (table.alone_seeds > 0)] if len(table) else table
     hard = measured[~measured.main_expressible.astype(bool)] if len(measured) else measured
     if not len(hard):
-        planned = [g for g in _cross_groups(cfg) if cfg.group(g).aux and expressible(cfg.group(g).main_task) is False]
-        why = ("records missing: " + ", ".join(planned)) if planned else f"not in profile {cfg.profile!r}"
+        hard_planned = table[~table.main_expressible.astype(bool)] if len(table) else table
+        waiting = [r.group for r in hard_planned.itertuples() if not r.seeds]
+        waiting += [f"{r.baseline} (baseline)" for r in hard_planned.itertuples() if not r.alone_seeds]
+        why = f"APE records missing: {', '.join(waiting)}" if waiting else f"not in profile {cfg.profile!r}"
         return _row("cross:q2", claim, why, "", "not tested", rule, fig)
     parts = [
         f"{r.group} ({'expressible' if r.main_expressible else 'inexpressible'} main) "
