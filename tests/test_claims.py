@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from lengen import analysis, claims
+from lengen import analysis, claims, crosspaper
 from lengen.config import load_config
 from lengen.paths import PROFILES_DIR
 
@@ -64,9 +64,9 @@ def table(cfg):
 
 def test_every_claim_has_a_verdict_rule_and_its_paper(table):
     assert set(table.verdict) <= set(claims.VERDICTS)
-    assert table.rule.str.len().gt(0).all() and table.paper.isin([claims.EBA, claims.FORMAL]).all()
+    assert table.rule.str.len().gt(0).all() and table.paper.isin([claims.EBA, claims.FORMAL, crosspaper.PAPERS]).all()
     assert {"baselines", "transfer:arith_carry", "controls", "grid", "rope_vs_nope", "heads"} <= set(table.index)
-    assert {"formal:ape", "formal:nope"} <= set(table.index)
+    assert {"formal:ape", "formal:nope", "cross:q1", "cross:q2"} <= set(table.index)
 
 
 def test_a_claim_agrees(table):
