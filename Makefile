@@ -50,11 +50,13 @@ lint: env
 check: env
 	$(BIN)/python -m lengen.config check
 
-# PROFILE=smoke|cpu|paper switches the active params.yaml first (see README); a params.yaml with edits is
-# kept unless FORCE=1.
+# PROFILE=smoke|cpu|study|paper switches the active params.yaml first (see README); a params.yaml with edits is
+# kept unless FORCE=1. The training runs go first, JOBS at a time (`queue` below: on CPUs one 1-thread run per
+# core), then `dvc repro` makes the rest (finished runs are up to date).
 reproduce: env
 	@if [ -n "$(PROFILE)" ]; then $(USE); fi
 	$(BIN)/python -m lengen.config check
+	$(MAKE) --no-print-directory queue PROFILE=
 	$(DVC) repro
 
 # Many runs at once (docs/scaling.md): the stages that train one run each (train, ablation, grid, cross), JOBS at a
@@ -63,11 +65,11 @@ reproduce: env
 # the short locked moments. Records, metrics, runs/ and dvc.lock land here as with `make reproduce`, which then
 # makes the reports (finished runs are up to date). One accelerator per worker: xargs numbers its slots, and
 # with GPUS (default: those of CUDA_VISIBLE_DEVICES, else every GPU nvidia-smi lists; JOBS defaults to their
-# count) slot k trains on the (k mod n)-th GPU of the list (CUDA_VISIBLE_DEVICES set per run). On CPUs give
-# each run train.threads = cores / JOBS. PROFILE as for reproduce.
+# count, else the CPU's cores) slot k trains on the (k mod n)-th GPU of the list (CUDA_VISIBLE_DEVICES set per
+# run). On CPUs give each run train.threads = cores / JOBS (the cpu and study profiles: 1). PROFILE as for reproduce.
 comma      := ,
 GPUS       ?= $(or $(subst $(comma), ,$(CUDA_VISIBLE_DEVICES)),$(shell nvidia-smi --query-gpu=index --format=csv,noheader 2>/dev/null))
-JOBS       ?= $(if $(strip $(GPUS)),$(words $(GPUS)),2)
+JOBS       ?= $(if $(strip $(GPUS)),$(words $(GPUS)),$(shell nproc 2>/dev/null || echo 2))
 RUN_STAGES ?= ^(train|ablation|grid|cross)@
 QUEUE_SLOT := stage=$$1; if [ -n "$$GPUS" ]; then set -- $$GPUS; shift $$((SLOT % $$\#)); \
 	export CUDA_VISIBLE_DEVICES=$$1; fi; echo "[queue] slot $$SLOT$${CUDA_VISIBLE_DEVICES:+ gpu $$CUDA_VISIBLE_DEVICES}: $$stage"; \
