@@ -11,7 +11,9 @@ NOTEBOOKS = sorted(paths.NOTEBOOKS_DIR.glob("*.ipynb"))
 
 
 def test_one_notebook_per_stage():
-    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06"]
+    assert [p.name[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(1, len(NOTEBOOKS) + 1)]
+    pipeline = (paths.PROJ_ROOT / "dvc.yaml").read_text()
+    assert all(f"notebooks/{p.name}" in pipeline for p in NOTEBOOKS)  # each executed by a stage
 
 
 @pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=lambda p: p.name)
