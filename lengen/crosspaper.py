@@ -149,6 +149,11 @@ def rescue_table(summary: pd.DataFrame, cfg: Config, pe: str = "ape") -> pd.Data
     return pd.DataFrame(rows)
 
 
+def _number(x: float) -> str:
+    """'0.42', or '—' where there is nothing to average (no records)."""
+    return "—" if pd.isna(x) else f"{x:.2f}"
+
+
 def _status(values: list[bool | None]) -> str:
     """The auxiliaries' C-RASP status in one word: yes / no / no analogue / mixed."""
     kinds = set(values)
@@ -190,7 +195,7 @@ def encoding_claim(table: pd.DataFrame, cfg: Config) -> dict:
     for g in groups:
         rows = table[table.group == g].set_index("pos_encoding")
         cells = [
-            f"{POS_ENCODING_NAMES[pe]} {rows.transfer[pe]:.2f} (alone {rows.baseline[pe]:.2f})"
+            f"{POS_ENCODING_NAMES[pe]} {rows.transfer[pe]:.2f} (alone {_number(rows.baseline[pe])})"
             for pe in PES
             if pe in rows.index
         ]
@@ -250,7 +255,7 @@ def describe_encodings(table: pd.DataFrame) -> str:
     for _, rows in table.groupby("group", sort=False):
         cells = ", ".join(
             f"{POS_ENCODING_NAMES[r.pos_encoding]} {r.transfer:.2f} ± {r.transfer_sd:.2f} "
-            f"({r.seeds} seed{'s' * (r.seeds != 1)}; alone {r.baseline:.2f})"
+            f"({r.seeds} seed{'s' * (r.seeds != 1)}; alone {_number(r.baseline)})"
             for r in rows.itertuples()
         )
         lines.append(f"- **{rows.label.iloc[0]}**: {cells}")
@@ -264,7 +269,7 @@ def describe_rescue(table: pd.DataFrame) -> str:
     return "\n".join(
         f"- **{r.label}** (main {'expressible' if r.main_expressible else 'not expressible'}, auxiliaries "
         f"expressible: {r.aux_expressible}): "
-        f"transfer {r.transfer:.2f} ± {r.transfer_sd:.2f} over {r.seeds} seed(s) vs alone {r.alone:.2f} "
+        f"transfer {_number(r.transfer)} ± {_number(r.transfer_sd)} over {r.seeds} seed(s) vs alone {_number(r.alone)} "
         f"→ {'follows its auxiliary' if r.rescued else 'does not follow its auxiliary'}"
         for r in table.itertuples()
     )
