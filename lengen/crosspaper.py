@@ -265,7 +265,7 @@ def describe_encodings(table: pd.DataFrame) -> str:
 def describe_rescue(table: pd.DataFrame) -> str:
     """Markdown: per Q2 pair, with the auxiliaries against alone, under APE."""
     if not len(table):
-        return "_No Q2 group has records yet._"
+        return "_No Q2 group in this profile's `cross` matrix (the `study` profile runs them)._"
     return "\n".join(
         f"- **{r.label}** (main {'expressible' if r.main_expressible else 'not expressible'}, auxiliaries "
         f"expressible: {r.aux_expressible}): "
