@@ -21,7 +21,8 @@ Where things are (read in this order):
 - ``lengen.finetune``   the pretrained comparison: fine-tunes on the engine, records, claims
 - ``lengen.crasp``      an executable C-RASP[periodic, local] interpreter (Huang et al.)
 - ``lengen.formal``     the formal framework: 8 algorithmic tasks, 17 languages, programs, training, report
-- ``lengen.heads``      head reuse: probes (probe), statistics, the stage's driver and tables (report)
+- ``lengen.heads``      head reuse: probes (probe), one run's rows (run) and their store (store, written right
+                        after the run trains: ``python -m lengen.heads``), statistics, the stage's tables (report)
 - ``lengen.notebook``   runs a notebook with papermill (the DVC stages' command)
 - ``lengen.paths``      project paths (from this file, never the cwd)
 """

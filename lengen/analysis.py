@@ -43,6 +43,7 @@ TASK_NAMES = {
     "dfs_trace": "DFS trace",
     "cot_multiply": "n×3 CoT multiply",
     "mqar": "MQAR",
+    "bin_majority": "binary majority",
 }
 POS_ENCODING_NAMES = {"rope": "RoPE", "nope": "NoPE", "ape": "APE"}
 NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from lengen import crosspaper, paths
-from lengen.analysis import PAPER_FIGURES, POS_ENCODING_NAMES, grid_gaps, group_label, paper_grid
+from lengen.analysis import PAPER_FIGURES, POS_ENCODING_NAMES, grid_gaps, group_label, paper_grid, seeds_in_words
 from lengen.config import Config
 
 VERDICTS = ("agrees", "partly", "not reproduced", "not tested")
@@ -277,18 +277,27 @@ def heads_claim(correlations: pd.DataFrame | None) -> dict:
 
 
 def pretrained_claims(table: pd.DataFrame | None) -> list[dict]:
-    """The pretrained comparison's claims (``lengen.finetune.claims_table``), one row each."""
-    rule = "lengen.finetune.claims_table's thresholds (near zero < 0.05, a difference > 0.05); 'vacuous' is partly"
+    """The pretrained comparison's claims (``lengen.finetune.claims_table``: one row per claim × compared quantity ×
+    seed, the verdict judged on the means over seeds), one row each: each quantity's mean ± sd, and every seed."""
+    rule = (
+        "lengen.finetune.claims_table's thresholds on the means over seeds (near zero < 0.05, a difference > 0.05); "
+        "'vacuous' is partly"
+    )
     link, report = "pretrained/figures/pretrained_vs_scratch.png", "03_pretrained.html"
     if table is None or table.empty:
         claim = "pretraining acts like an implicit auxiliary task (§ pretrained models)"
         return [_row("pretrained", EBA, claim, "no pretrained runs", "", "not tested", rule, link, report)]
     verdicts = {"yes": "agrees", "no": "not reproduced", "vacuous": "partly"}
-    rows = [
-        (f"pretrained:{k}", r.claim, f"{r.measure}: {r.ours}", verdicts[r.agrees])
-        for k, r in enumerate(table.itertuples())
-    ]
-    return [_row(i, EBA, c, m, "one seed", v, rule, link, report) for i, c, m, v in rows]
+    rows = []
+    for k, (claim, df) in enumerate(table.groupby("claim", sort=False)):
+        first, quantities = df.iloc[0], list(df.sort_values("seed", kind="stable").groupby("quantity", sort=False))
+        measured = f"{first.measure}: " + "; ".join(f"{q} {mean_sd(d.exact_match)}" for q, d in quantities)
+        measured += f" ({seeds_in_words(df.seed.nunique())})"
+        if first.agrees == "vacuous":
+            measured += "; vacuous: the related auxiliaries did not transfer either"
+        seeds = "; ".join(per_seed(d, "exact_match", name=q) for q, d in quantities)
+        rows.append(_row(f"pretrained:{k}", EBA, claim, measured, seeds, verdicts[first.agrees], rule, link, report))
+    return rows
 
 
 def formal_claims(table: pd.DataFrame | None) -> list[dict]:
@@ -352,9 +361,9 @@ def heads_table(reports_dir: Path | None = None) -> pd.DataFrame | None:
 
 
 def describe(table: pd.DataFrame, ids: list[str]) -> str:
-    """Markdown bullets for a report section's closing: each claim (ids, or id prefixes ending in ':'), our
-    measurement and the verdict."""
-    rows = [r for r in table.itertuples() if any(r.id == i or (i.endswith(":") and r.id.startswith(i)) for i in ids)]
+    """Markdown bullets for a report section's closing: each claim (ids, or id prefixes ending in ':'; an id also
+    names its family, ``pretrained`` its rows ``pretrained:<k>``), our measurement and the verdict."""
+    rows = [r for r in table.itertuples() if any(r.id == i or r.id.startswith(i.rstrip(":") + ":") for i in ids)]
     return "\n".join(f"- **{r.claim}** — ours: {r.measured} → **{r.verdict}**" for r in rows) or "_No claim here._"
 
 

@@ -7,23 +7,26 @@ the control does not, and string copy generalizes on its own. We have one checkp
 stand-in for "more vs less pretraining".
 
 Read top to bottom: parameters (the ``pretrained:`` section of params.yaml) -> one fine-tuning run ->
-zero-shot -> the whole stage (resumable) -> summaries and the paper's claims beside our numbers (the
-figures are drawn by ``lengen.plots.pretrained``).
+zero-shot -> the whole stage (resumable) -> summaries over seeds and the paper's claims beside our numbers
+(the figures are drawn by ``lengen.plots.pretrained``, the claims worded by ``lengen.claims``).
 
-Runs. Each ``(group, init)`` in ``pretrained.runs`` fine-tunes :func:`lengen.pretrained.build_model`
-through the one run engine (``lengen.engine``: Lightning, resumable, read back when finished, fingerprint
-over parameters and code) on the group's training stream (``lengen.data.LengenDataModule``: the same
-tasks, formats, held-out partition and per-batch determinism as the small-model runs) with the project's
-optimizer and schedule (``lengen.system``), then scores every (task, length) with
-``lengen.evaluate.score_sets`` — the wrapper speaks lengen token ids, so nothing is re-implemented.
+Runs. Each ``(group, init)`` in ``pretrained.runs``, at each seed of ``pretrained.seeds``, fine-tunes
+:func:`lengen.pretrained.build_model` through the one run engine (``lengen.engine``: Lightning, resumable,
+read back when finished, fingerprint over parameters and code) on the group's training stream
+(``lengen.data.LengenDataModule``: the same tasks, formats, held-out partition and per-batch determinism as
+the small-model runs) with the project's optimizer and schedule (``lengen.system``), then scores every
+(task, length) with ``lengen.evaluate.score_sets`` — the wrapper speaks lengen token ids, so nothing is re-implemented.
 Full fine-tuning, not LoRA: at this size on CPU a LoRA step (r=16 on every projection) was only ~15%
 faster than a full step with fused AdamW (measured: 2.0 vs 2.4 s at batch 16, 1 thread) and learns more
-slowly per step.
+slowly per step. A seed draws the scratch initialization and the new tokens' embedding rows (so it
+matters to the zero-shot check too); the training stream and the evaluation sets are ``data.seed``'s,
+the same at every seed, as for the small-model runs.
 
 Records are the small-model runs' tidy format (``lengen.records.RECORD_FIELDS`` + ``final``), one CSV
 per run in ``reports/pretrained/records/``; the ``pos_encoding`` column holds the **initialization**
-(``pretrained`` | ``scratch``; both models use SmolLM2's RoPE), the zero-shot check is the run
-``<group>-zero_shot`` at step 0. ``reports/pretrained/runs/<run_id>/<fingerprint>/`` is the engine's run
+(``pretrained`` | ``scratch``; both models use SmolLM2's RoPE). Run ids are the small-model runs' scheme with
+the initialization for the encoding, ``<group>-<init>-s<seed>``; the zero-shot check is the run
+``<group>-zero_shot-s<seed>`` at step 0. ``reports/pretrained/runs/<run_id>/<fingerprint>/`` is the engine's run
 directory (``run.json`` with timings and provenance, the Lightning log with the loss per step).
 """
 
@@ -34,11 +37,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
 from lengen import paths
-from lengen.config import Config, DataConfig, GroupConfig, PretrainedParams
+from lengen.config import Config, DataConfig, GroupConfig, PretrainedParams, run_id
 from lengen.data import LengenDataModule, make_eval_sets
 from lengen.engine import Evaluate, Outcome, RunSpec, fit, read_back
 from lengen.evaluate import score_sets
@@ -67,37 +71,36 @@ def load_params(cfg: Config) -> PretrainedParams:
 
 @dataclass(frozen=True)
 class FinetuneRun:
-    """One fine-tuning job: a group from one initialization; ``zero_shot``: no steps, main task only."""
+    """One fine-tuning job: a group from one initialization at one seed; ``zero_shot``: no steps, main task only."""
 
     group_name: str
     group: GroupConfig
     init: str
+    seed: int  # one of params.seeds
     params: PretrainedParams
     data: DataConfig
     zero_shot: bool = False
 
     @property
     def run_id(self) -> str:
-        return f"{self.group_name}-{'zero_shot' if self.zero_shot else self.init}"
+        return run_id(self.group_name, "zero_shot" if self.zero_shot else self.init, self.seed)
 
     @property
     def pos_encoding(self) -> str:
         """The records' ``pos_encoding`` column: the initialization (see the module docstring)."""
         return self.init
 
-    @property
-    def seed(self) -> int:
-        return self.params.seed
-
     def fingerprint_dict(self, model_dir: Path = MODEL_DIR) -> dict:
         """Everything that determines the run's records (the checkpoint's provenance included)."""
         p = dataclasses.asdict(self.params)
-        for k in ("groups", "runs", "claims", "threads", "eval_batch_size"):  # not result-determining
+        # not result-determining; of the seeds, only this run's own counts (adding a seed keeps the others)
+        for k in ("groups", "runs", "claims", "seeds", "threads", "eval_batch_size"):
             p.pop(k)
         prov = Path(model_dir) / PROVENANCE
         data = {k: getattr(self.data, k) for k in ("seed", "holdout_modulus", "eval_step")}  # what the stage reads
         return dict(
             params=p,
+            seed=self.seed,
             group=self.group.fingerprint_dict(),
             init=self.init,
             zero_shot=self.zero_shot,
@@ -130,7 +133,7 @@ def run_spec(run: FinetuneRun, model_dir: Path = MODEL_DIR, out_dir: Path = path
         root=Path(out_dir) / "runs",
         params=run.fingerprint_dict(model_dir),
         code=CODE,
-        seed=p.seed,
+        seed=run.seed,
         steps=0 if run.zero_shot else p.steps,
         precision=p.precision,
         threads=p.threads,
@@ -154,7 +157,7 @@ def finetune(
         system = PretrainedSystem(
             p.model,
             run.init,
-            p.seed,
+            run.seed,
             str(model_dir),
             lr=p.lr,
             betas=BETAS,
@@ -193,24 +196,31 @@ def finetune(
 
 
 def stage_runs(cfg: Config) -> list[FinetuneRun]:
-    """The zero-shot checks (one per distinct main task, on the first group that has it, auxiliaries
-    dropped: the check is on the main task), then every configured (group, init) fine-tune."""
+    """Seed by seed (a stage stopped part-way has whole seeds): the zero-shot checks (one per distinct main
+    task, on the first group that has it, auxiliaries dropped: the check is on the main task), then every
+    configured (group, init) fine-tune."""
     p = load_params(cfg)
-    out, seen = [], set()
+    checks, seen = [], set()
     for g, inits in p.runs.items():
         group = p.groups[g]
         if "pretrained" in inits and group.main_task not in seen:
             seen.add(group.main_task)
-            main_only = dataclasses.replace(group, aux={}, baseline=None)
-            out.append(FinetuneRun(g, main_only, "pretrained", p, cfg.data, zero_shot=True))
-    for g, inits in p.runs.items():
-        out += [FinetuneRun(g, p.groups[g], init, p, cfg.data) for init in inits]
+            checks.append((g, dataclasses.replace(group, aux={}, baseline=None)))
+    out = []
+    for s in p.seeds:
+        out += [FinetuneRun(g, main_only, "pretrained", s, p, cfg.data, zero_shot=True) for g, main_only in checks]
+        out += [FinetuneRun(g, p.groups[g], init, s, p, cfg.data) for g, inits in p.runs.items() for init in inits]
     return out
 
 
-def zero_shot_id(cfg: Config, task: str) -> str:
-    """The run id of the zero-shot check of main task ``task``."""
-    return next(r.run_id for r in stage_runs(cfg) if r.zero_shot and r.group.main_task == task)
+def runs_of(cfg: Config, group: str, init: str) -> list[FinetuneRun]:
+    """The runs of ``(group, init)``, one per seed; ``init="zero_shot"``: the zero-shot checks of the group's main
+    task (run on the first group that has it)."""
+    runs = stage_runs(cfg)
+    if init == "zero_shot":
+        task = load_params(cfg).groups[group].main_task
+        return [r for r in runs if r.zero_shot and r.group.main_task == task]
+    return [r for r in runs if not r.zero_shot and r.group_name == group and r.init == init]
 
 
 def run_stage(
@@ -225,16 +235,16 @@ def run_stage(
     return records
 
 
-def _finished(cfg: Config, out_dir: Path, model_dir: Path = MODEL_DIR) -> list[Outcome]:
-    """The configured runs as the engine stored them (never stale ones of runs no longer configured)."""
-    runs = stage_runs(cfg)
-    done = {r.run_id: read_back(run_spec(r, model_dir, out_dir)) for r in runs}
-    missing = [i for i, o in done.items() if o is None]
+def _finished(cfg: Config, out_dir: Path, model_dir: Path = MODEL_DIR) -> list[tuple[FinetuneRun, Outcome]]:
+    """The configured runs and their outcomes as the engine stored them (never stale ones of runs no longer
+    configured)."""
+    done = [(r, read_back(run_spec(r, model_dir, out_dir))) for r in stage_runs(cfg)]
+    missing = [r.run_id for r, o in done if o is None]
     if missing:
         raise FileNotFoundError(
             f"pretrained-comparison runs {missing} not finished in {out_dir}; run `dvc repro pretrained`"
         )
-    return list(done.values())
+    return done
 
 
 def load_records(cfg: Config, out_dir: Path = paths.PRETRAINED_DIR, missing_ok: bool = False) -> pd.DataFrame | None:
@@ -252,7 +262,7 @@ def load_records(cfg: Config, out_dir: Path = paths.PRETRAINED_DIR, missing_ok: 
 def timings(cfg: Config, out_dir: Path = paths.PRETRAINED_DIR, model_dir: Path = MODEL_DIR) -> pd.DataFrame:
     """What the budget bought: per run, steps × batch, seconds per step (evaluation included), wall time."""
     rows = []
-    for o in _finished(cfg, out_dir, model_dir):
+    for _, o in _finished(cfg, out_dir, model_dir):
         i = o.info
         rows.append(
             dict(
@@ -269,15 +279,28 @@ def timings(cfg: Config, out_dir: Path = paths.PRETRAINED_DIR, model_dir: Path =
     return pd.DataFrame(rows)
 
 
+LOSS_COLUMNS = ("run_id", "fine_tune", "seed", "step", "loss")  # fine_tune: <group>-<init>, the run id less its seed
+
+
 def load_losses(cfg: Config, out_dir: Path = paths.PRETRAINED_DIR, model_dir: Path = MODEL_DIR) -> pd.DataFrame:
-    """Training loss per run and step (tidy), from each run's Lightning CSV log."""
+    """Training loss per run and step (tidy, :data:`LOSS_COLUMNS`), from each run's Lightning CSV log."""
     frames = []
-    for o in _finished(cfg, out_dir, model_dir):
+    for r, o in _finished(cfg, out_dir, model_dir):
         log = o.run_dir / "logs" / "metrics.csv"
         if o.info["steps"] and log.exists():
             df = pd.read_csv(log).dropna(subset=["train/loss"])
-            frames.append(pd.DataFrame({"run_id": o.info["run_id"], "step": df.step + 1, "loss": df["train/loss"]}))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run_id", "step", "loss"])
+            frames.append(
+                pd.DataFrame(
+                    dict(
+                        run_id=r.run_id,
+                        fine_tune=f"{r.group_name}-{r.init}",
+                        seed=r.seed,
+                        step=df.step + 1,
+                        loss=df["train/loss"],
+                    )
+                )
+            )
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(LOSS_COLUMNS))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -295,6 +318,11 @@ def _range_mean(records: pd.DataFrame, run_id: str, task: str, lo: int, hi: int)
     return float(m.exact_match.mean()) if len(m) else float("nan")
 
 
+def _range_means(records: pd.DataFrame, runs: list[FinetuneRun], task: str, lo: int, hi: int) -> pd.Series:
+    """:func:`_range_mean` in each of ``runs`` (one per seed), indexed by seed."""
+    return pd.Series({r.seed: _range_mean(records, r.run_id, task, lo, hi) for r in runs}, dtype=float)
+
+
 def summarize_runs(records: pd.DataFrame, cfg: Config) -> pd.DataFrame:
     """One row per run: main-task exact match in-distribution / transfer / beyond, aux in-distribution
     and the generalization gap (``lengen.records.summarize``, the small-model runs' summary)."""
@@ -306,80 +334,92 @@ def summarize_runs(records: pd.DataFrame, cfg: Config) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def seed_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per fine-tune (group × initialization; the zero-shot checks apart) and measure of :func:`summarize_runs`:
+    the mean and sd over seeds (population sd, as the claims table) and every seed (columns ``s<seed>``)."""
+    keys = ["group", "pos_encoding", "zero_shot"]
+    measures = [c for c in summary.columns if c.startswith(("main/", "aux/")) or c == "generalization_gap"]
+    rows = []
+    for key, df in summary.sort_values("seed", kind="stable").groupby(keys, sort=False):
+        for m in measures:
+            v = df.set_index("seed")[m].dropna()
+            if len(v):
+                every = {f"s{s}": x for s, x in v.items()}
+                rows.append(dict(zip(keys, key), measure=m, seeds=len(v), mean=v.mean(), sd=float(np.std(v)), **every))
+    return pd.DataFrame(rows).rename(columns={"pos_encoding": "init"})
+
+
 def claims_table(records: pd.DataFrame, cfg: Config) -> pd.DataFrame:
-    """The paper's pretrained-model claims, the measure we use for each, our numbers and whether they
-    agree (thresholds NEAR_ZERO, MARGIN, GENERALIZES above)."""
+    """The paper's pretrained-model claims: the measure we use for each, the exact matches it compares at every
+    seed, and whether the claim agrees, judged on the means over seeds (thresholds NEAR_ZERO, MARGIN,
+    GENERALIZES above). One row per claim × compared quantity × seed (``lengen.claims.pretrained_claims``
+    words it: mean ± sd and every seed)."""
     p = load_params(cfg)
     c = p.claims
     rows = []
 
-    def add(claim: str, measure: str, ours: str, agrees: bool | str):
-        rows.append(
-            dict(
-                claim=claim,
-                measure=measure,
-                ours=ours,
-                agrees=agrees if isinstance(agrees, str) else "yes" if agrees else "no",
-            )
+    def add(claim: str, measure: str, quantities: dict[str, pd.Series], agrees: bool | str):
+        verdict = agrees if isinstance(agrees, str) else "yes" if agrees else "no"
+        rows.extend(
+            dict(claim=claim, measure=measure, quantity=q, seed=s, exact_match=v, agrees=verdict)
+            for q, by_seed in quantities.items()
+            for s, v in by_seed.items()
         )
 
     g = p.groups[c.scratch]
     main, L = g.main_task, g.main_max
-    zs = _range_mean(records, zero_shot_id(cfg, main), main, 1, g.eval_max)
+    zs = _range_means(records, runs_of(cfg, c.scratch, "zero_shot"), main, 1, g.eval_max)
     add(
         "zero-shot accuracy on the main task is near zero",
         f"{main}, mean exact match over lengths 1–{g.eval_max}",
-        f"{zs:.2f}",
-        zs < NEAR_ZERO,
+        {"zero-shot": zs},
+        zs.mean() < NEAR_ZERO,
     )
 
-    pre_in, scr_in = (_range_mean(records, f"{c.scratch}-{i}", main, 1, L) for i in INITS)
-    pre_tr, scr_tr = (_range_mean(records, f"{c.scratch}-{i}", main, L + 1, 2 * L) for i in INITS)
+    pre, scr = (runs_of(cfg, c.scratch, i) for i in INITS)
+    pre_tr, scr_tr = (_range_means(records, r, main, L + 1, 2 * L) for r in (pre, scr))
+    pre_in, scr_in = (_range_means(records, r, main, 1, L) for r in (pre, scr))
     add(
         "length generalization improves with pretraining",
         f"{main} ≤{L} alone: exact match over {L + 1}–{2 * L} (and 1–{L}), pretrained vs scratch",
-        f"{pre_tr:.2f} vs {scr_tr:.2f} ({pre_in:.2f} vs {scr_in:.2f})",
-        pre_tr > scr_tr + MARGIN,
+        {
+            f"pretrained {L + 1}–{2 * L}": pre_tr,
+            f"scratch {L + 1}–{2 * L}": scr_tr,
+            f"pretrained 1–{L}": pre_in,
+            f"scratch 1–{L}": scr_in,
+        },
+        pre_tr.mean() > scr_tr.mean() + MARGIN,
     )
 
     rel, ctl = p.groups[c.related], p.groups[c.control]
     hi = rel.transfer_max
-    alone_tr = _range_mean(records, f"{c.scratch}-pretrained", main, L + 1, hi)
-    rel_tr = _range_mean(records, f"{c.related}-pretrained", rel.main_task, rel.main_max + 1, hi)
-    ctl_tr = _range_mean(records, f"{c.control}-pretrained", ctl.main_task, ctl.main_max + 1, hi)
-    related_transfers = rel_tr > alone_tr + MARGIN
+    alone_tr = _range_means(records, runs_of(cfg, c.scratch, "pretrained"), main, L + 1, hi)
+    rel_tr = _range_means(records, runs_of(cfg, c.related, "pretrained"), rel.main_task, rel.main_max + 1, hi)
+    ctl_tr = _range_means(records, runs_of(cfg, c.control, "pretrained"), ctl.main_task, ctl.main_max + 1, hi)
+    related_transfers = rel_tr.mean() > alone_tr.mean() + MARGIN
     add(
         "related auxiliaries transfer in the pretrained model",
         f"{rel.main_task} over {rel.main_max + 1}–{hi}: + {', '.join(rel.aux)} vs alone",
-        f"{rel_tr:.2f} vs {alone_tr:.2f}",
+        {f"+ {', '.join(rel.aux)}": rel_tr, "alone": alone_tr},
         related_transfers,
     )
     # "no transfer from the control" says something only where the related auxiliaries do transfer
-    control_flat = ctl_tr <= alone_tr + MARGIN
+    control_flat = ctl_tr.mean() <= alone_tr.mean() + MARGIN
     add(
         "the control auxiliary does not transfer",
         f"{ctl.main_task} over {ctl.main_max + 1}–{hi}: + {', '.join(ctl.aux)} vs alone",
-        f"{ctl_tr:.2f} vs {alone_tr:.2f}",
+        {f"+ {', '.join(ctl.aux)}": ctl_tr, "alone": alone_tr},
         "vacuous" if control_flat and not related_transfers else control_flat,
     )
 
     a = p.groups[c.alone]
-    cp_in = _range_mean(records, f"{c.alone}-pretrained", a.main_task, 1, a.main_max)
-    cp_tr = _range_mean(records, f"{c.alone}-pretrained", a.main_task, a.main_max + 1, 2 * a.main_max)
+    alone = runs_of(cfg, c.alone, "pretrained")
+    cp_tr = _range_means(records, alone, a.main_task, a.main_max + 1, 2 * a.main_max)
+    cp_in = _range_means(records, alone, a.main_task, 1, a.main_max)
     add(
         f"{a.main_task} generalizes on its own (pretrained)",
         f"{a.main_task} ≤{a.main_max} alone: exact match over {a.main_max + 1}–{2 * a.main_max} (and 1–{a.main_max})",
-        f"{cp_tr:.2f} ({cp_in:.2f})",
-        cp_tr >= GENERALIZES,
+        {f"{a.main_max + 1}–{2 * a.main_max}": cp_tr, f"1–{a.main_max}": cp_in},
+        cp_tr.mean() >= GENERALIZES,
     )
     return pd.DataFrame(rows)
-
-
-def describe_claims(table: pd.DataFrame) -> str:
-    """Markdown list: each claim, what we measured, and whether it agrees."""
-    verdict = {
-        "yes": "agrees",
-        "no": "does not agree",
-        "vacuous": "agrees only vacuously (the related auxiliaries did not transfer either)",
-    }
-    return "\n".join(f"- **{r.claim}** — {r.measure}: **{r.ours}** → {verdict[r.agrees]}" for r in table.itertuples())

@@ -23,7 +23,7 @@ from lengen import paths
 from lengen.config import RunConfig
 
 RECORD_FIELDS = (
-    "run_id",  # <group>-<pos_encoding>-s<seed> (fine-tuning: <group>-<init>)
+    "run_id",  # <group>-<pos_encoding>-s<seed> (fine-tuning: <group>-<init>-s<seed>)
     "group",  # task group name (lengen.config.GroupConfig)
     "task",  # task name (lengen.tasks registry)
     "role",  # "main" | "aux"

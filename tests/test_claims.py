@@ -141,8 +141,31 @@ def test_the_analysis_stages_tables_become_rows():
     ape, nope = claims.formal_claims(formal)
     assert ape["verdict"] == "agrees" and ape["measured"].startswith("10 of 10 agree")
     assert nope["verdict"] == "not reproduced" and nope["seeds"] == "disagree: u"
-    pretrained = pd.DataFrame([dict(claim="c", measure="m", ours="0.00", agrees="vacuous")])
+    pretrained = pd.DataFrame([dict(claim="c", measure="m", quantity="q", seed=0, exact_match=0.0, agrees="vacuous")])
     assert claims.pretrained_claims(pretrained)[0]["verdict"] == "partly"
+
+
+def test_pretrained_claims_report_mean_sd_and_every_seed():
+    """lengen.finetune.claims_table's rows (claim × quantity × seed, verdicts judged on the seed means): one claims
+    row per claim, each quantity as mean ± sd over seeds (the main runs' format) and every seed."""
+    table = pd.DataFrame(
+        [
+            dict(claim=c, measure=m, quantity=q, seed=s, exact_match=v, agrees=a)
+            for c, m, a, values in [
+                ("improves", "over 5–8", "yes", {"pretrained": [0.2, 0.6, 0.4], "scratch": [0.0, 0.1, 0.2]}),
+                ("control flat", "over 5–8", "vacuous", {"+ control": [0.0, 0.0, 0.0], "alone": [0.0, 0.0, 0.0]}),
+            ]
+            for q, vs in values.items()
+            for s, v in zip((2, 0, 1), vs)  # any order of seeds
+        ]
+    )
+    improves, control = claims.pretrained_claims(table)
+    assert improves["id"] == "pretrained:0" and improves["verdict"] == "agrees"
+    assert improves["measured"] == "over 5–8: pretrained 0.40 ± 0.16; scratch 0.10 ± 0.08 (three seeds)"
+    assert improves["seeds"] == "pretrained: s0 0.60 · s1 0.40 · s2 0.20; scratch: s0 0.10 · s1 0.20 · s2 0.00"
+    assert control["verdict"] == "partly" and "vacuous" in control["measured"]
+    rows = pd.DataFrame([improves, control])
+    assert len(claims.describe(rows, ["pretrained"]).splitlines()) == 2  # the family's id names each of its rows
 
 
 def test_a_profile_without_the_groups_of_a_claim():

@@ -53,6 +53,7 @@ def test_import_and_check_do_not_import_torch():
         (lambda r: r["grid"].update(main_length=[]), r"params: grid: unknown key\(s\) \['main_length'\]"),
         (lambda r: r["heads"].update(topk=2), r"params: heads: unknown key\(s\) \['topk'\]"),
         (lambda r: r["pretrained"].update(lr_typo=1.0), r"params: pretrained: unknown key\(s\) \['lr_typo'\]"),
+        (lambda r: r["pretrained"].update(seed=0), r"params: pretrained: unknown key\(s\) \['seed'\]"),
         (
             lambda r: r["pretrained"]["groups"]["add_alone"].update(evalmax=4),
             r"params: pretrained.groups.add_alone: unknown key\(s\) \['evalmax'\]",
@@ -111,13 +112,16 @@ def test_misspelt_key_in_any_section_is_named(change, match):
             lambda r: r["pretrained"]["runs"].update(add_alone=["pretrained", "scratch", "scratch"]),
             r"params: pretrained.runs.add_alone: lists \['scratch'\]",
         ),
+        (lambda r: r["pretrained"].update(seeds=[0, 1, 0]), r"params: pretrained.seeds: lists \[0\] more than once"),
         # negative seeds
         (lambda r: r["experiment"].update(seeds=[0, -1]), r"params: experiment: seeds: seeds must be >= 0, got \[-1\]"),
         (lambda r: r["ablation"].update(seeds=[-2]), r"params: ablation: seeds: seeds must be >= 0"),
         (lambda r: r["grid"].update(seeds=[-1]), r"params: grid.seeds: seeds must be >= 0"),
         (lambda r: r["data"].update(seed=-1), r"params: data.seed: must be >= 0, got -1"),
         (lambda r: r["heads"].update(seed=-1), r"params: heads.seed: must be >= 0"),
-        (lambda r: r["pretrained"].update(seed=-1), r"params: pretrained.seed: must be >= 0"),
+        (lambda r: r["pretrained"].update(seeds=[0, -1]), r"params: pretrained.seeds: seeds must be >= 0, got \[-1\]"),
+        # an empty seed list (no run at all)
+        (lambda r: r["pretrained"].update(seeds=[]), r"params: pretrained.seeds: must not be empty"),
         (lambda r: r["formal"].update(data_seed=-1), r"params: formal.data_seed: must be >= 0"),
         # a scalar where DVC expects a matrix list
         (
@@ -129,6 +133,7 @@ def test_misspelt_key_in_any_section_is_named(change, match):
             r"params: ablation.groups: must be a list, got 'add_alone'",
         ),
         (lambda r: r["grid"].update(seeds=3), r"params: grid.seeds: must be a list"),
+        (lambda r: r["pretrained"].update(seeds=0), r"params: pretrained.seeds: must be a list"),
         # the analysis sections are checked with the rest
         (
             lambda r: r["heads"]["groups"].update(arithmetic=["add_alone"]),

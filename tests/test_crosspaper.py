@@ -21,7 +21,7 @@ def summary(rows: list[tuple[str, str, list[float]]]) -> pd.DataFrame:
             group=g,
             pos_encoding=pe,
             seed=s,
-            with_aux=g not in ("add_alone", "caprev_alone", "copy_alone", "mqar_alone", "sp_far_alone"),
+            with_aux=not g.endswith("_alone"),
             main_in_dist=1.0,
             main_transfer=t,
             main_beyond=0.0,
@@ -37,6 +37,12 @@ def test_the_formal_analogues_status_comes_from_the_c_rasp_programs():
     assert crosspaper.expressible("mqar") is True  # unique copy has a C-RASP[periodic, local] program
     assert crosspaper.expressible("copy") is False and crosspaper.expressible("reverse_add") is False
     assert crosspaper.expressible("capitalize") is None  # no analogue, no prediction
+    assert crosspaper.expressible("parity") is False and crosspaper.expressible("bin_majority") is True
+
+
+def test_a_two_answer_task_generalizes_above_chance_not_at_it():
+    assert crosspaper.bar("reverse_add") == crosspaper.BAR == 0.5
+    assert crosspaper.bar("parity") == crosspaper.bar("bin_majority") == 0.75  # 0.5 is a coin flip
 
 
 def test_thresholds_are_the_claims_tables():
@@ -84,7 +90,8 @@ def test_q2_verdict_is_c_rasps_prediction_against_the_rescues(cfg):
     base = [("copy_alone", "ape", [0.0, 0.0, 0.0]), ("add_alone", "ape", [0.0, 0.0, 0.0])]
     held = summary(base + [("copy_mqar", "ape", [0.1, 0.0, 0.0]), ("arith_carry", "ape", [0.0, 0.02, 0.0])])
     table = crosspaper.rescue_table(held, cfg)
-    assert set(table.group) == {"arith_carry", "copy_mqar", "mqar_copy"}  # main tasks with a formal analogue
+    # main tasks with a formal analogue
+    assert set(table.group) == {"arith_carry", "copy_mqar", "mqar_copy", "parity_maj", "maj_parity"}
     assert crosspaper.rescue_claim(table, cfg)["verdict"] == "agrees"  # nothing rescued: C-RASP holds
     some = summary(base + [("copy_mqar", "ape", [0.9, 0.8, 0.7]), ("arith_carry", "ape", [0.0, 0.02, 0.0])])
     row = crosspaper.rescue_claim(crosspaper.rescue_table(some, cfg), cfg)
@@ -105,3 +112,12 @@ def test_tables_are_written(cfg, tmp_path):
     s = summary([("caprev", "ape", [0.8]), ("caprev_alone", "ape", [0.0])])
     written = crosspaper.write({"encodings": crosspaper.encoding_table(s, cfg)}, tmp_path)
     assert pd.read_csv(written[0]).transfer.tolist() == [0.8]
+
+
+def test_q2_parity_at_chance_is_not_rescued(cfg):
+    """Parity beside binary majority at 0.6 (a coin flip is 0.5) against 0.5 alone: not rescued."""
+    s = summary([("parity_maj", "ape", [0.6, 0.62, 0.58]), ("parity_alone", "ape", [0.5, 0.5, 0.5])])
+    row = crosspaper.rescue_table(s, cfg).set_index("group").loc["parity_maj"]
+    assert not row.main_expressible and row.aux_expressible == "yes" and row.bar == 0.75 and not row.rescued
+    s = summary([("parity_maj", "ape", [0.9, 0.95, 0.85]), ("parity_alone", "ape", [0.5, 0.5, 0.5])])
+    assert crosspaper.rescue_table(s, cfg).set_index("group").loc["parity_maj"].rescued

@@ -366,7 +366,9 @@ def test_analysis_end_to_end_on_fake_runs(smoke_cfg, tmp_path):
     for run in cfg.runs():
         if run.group_name == "arith_carry":
             fake_run(run, runs_dir, records_dir, steps)
-    rec = heads.analyse(cfg, hc, runs_dir=runs_dir, records_dir=records_dir, threads=1, progress=False)
+    rec = heads.analyse(
+        cfg, hc, runs_dir=runs_dir, records_dir=records_dir, threads=1, progress=False, store_dir=tmp_path / "store"
+    )
 
     n_heads = cfg.model.n_layer * cfg.model.n_head
     n_points = 2 * min(len(steps), hc.max_checkpoints)

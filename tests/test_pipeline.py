@@ -37,7 +37,7 @@ def test_dvc_repro_smoke_end_to_end(repo):
     assert {"cross:q1", "cross:q2"} <= set(pd.read_csv(root / "reports/claims.csv").id)
     assert (root / "reports/formal/predicted_vs_observed.png").exists()  # stage `formal`
     assert (root / "models/smollm2-135m-instruct/model.safetensors").exists()  # stage convert
-    assert list((root / "reports/pretrained/records").glob("*-zero_shot.csv"))
+    assert list((root / "reports/pretrained/records").glob("*-zero_shot-s0.csv"))
     assert list((root / "reports/metrics").glob("*.json")) and (root / "reports/summary.json").exists()
     assert list((root / "data/eval").glob("*.jsonl"))
     assert list((root / "runs").glob("*/*/checkpoints/step=*.ckpt"))  # runs/<id>/<fingerprint>/

@@ -1,6 +1,8 @@
 """Every figure of lengen.plots is drawn from synthetic records and tables (no training), and saved once
 through the one ``save``. The head-analysis figures are drawn in tests/test_heads.py on the driver's records."""
 
+import dataclasses
+
 import matplotlib
 import numpy as np
 import pandas as pd
@@ -105,6 +107,7 @@ def test_formal_figure_frames_disagreements():
 
 
 def test_pretrained_figures(cfg, tmp_path):
+    cfg = dataclasses.replace(cfg, pretrained=dataclasses.replace(cfg.pretrained, seeds=[0, 1]))  # every seed drawn
     runs = finetune.stage_runs(cfg)
     rows = [
         r
@@ -114,7 +117,21 @@ def test_pretrained_figures(cfg, tmp_path):
         )
     ]
     records = pd.DataFrame(rows)[list(RECORD_FIELDS)]
-    losses = pd.DataFrame([dict(run_id=run.run_id, step=k + 1, loss=2.0 / (k + 1)) for run in runs for k in range(3)])
+    losses = pd.DataFrame(
+        [
+            dict(
+                run_id=run.run_id,
+                fine_tune=f"{run.group_name}-{run.init}",
+                seed=run.seed,
+                step=k + 1,
+                loss=2.0 / (k + 1),
+            )
+            for run in runs
+            if not run.zero_shot
+            for k in range(3)
+        ],
+        columns=list(finetune.LOSS_COLUMNS),
+    )
     figs = [
         pretrained_plots.plot_init_comparison(records, cfg),
         pretrained_plots.plot_aux_comparison(records, cfg),

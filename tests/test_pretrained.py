@@ -16,7 +16,7 @@ import torch
 from lengen.config import GroupConfig, load_config
 from lengen.data import format_example
 from lengen.evaluate import greedy, teacher_forced
-from lengen.finetune import FinetuneRun, finetune, load_params, run_spec, run_stage, stage_runs
+from lengen.finetune import FinetuneRun, finetune, load_params, run_spec, run_stage, runs_of, stage_runs
 from lengen.pretrained import (
     PROVENANCE,
     SPECIAL_MAP,
@@ -287,19 +287,26 @@ def test_every_profile_has_a_valid_section():
         assert load_params(load_config(PROFILES_DIR / f"{name}.yaml")).runs
 
 
-def test_stage_runs_zero_shot_once_per_main_task(smoke_cfg):
-    runs = stage_runs(smoke_cfg)
-    zs = [r for r in runs if r.zero_shot]
-    assert len({r.group.main_task for r in zs}) == len(zs) and all(not r.group.aux for r in zs)
+def test_stage_runs_every_run_once_per_seed_and_zero_shot_once_per_main_task(smoke_raw):
+    smoke_raw["pretrained"]["seeds"] = [0, 3]
+    cfg = _cfg(smoke_raw)
+    runs = stage_runs(cfg)
+    assert len({r.run_id for r in runs}) == len(runs)
+    assert [r.seed for r in runs] == sorted(r.seed for r in runs)  # seed by seed: a stopped stage has whole seeds
+    for seed in (0, 3):
+        zs = [r for r in runs if r.zero_shot and r.seed == seed]
+        assert len({r.group.main_task for r in zs}) == len(zs) and all(not r.group.aux for r in zs)
+        assert all(r.run_id == f"{r.group_name}-zero_shot-s{seed}" for r in zs)
     assert {r.run_id for r in runs if not r.zero_shot} == {
-        f"{g}-{i}" for g, inits in load_params(smoke_cfg).runs.items() for i in inits
+        f"{g}-{i}-s{s}" for g, inits in load_params(cfg).runs.items() for i in inits for s in (0, 3)
     }
+    assert [r.run_id for r in runs_of(cfg, "add_alone", "scratch")] == ["add_alone-scratch-s0", "add_alone-scratch-s3"]
 
 
-def _tiny_run(smoke_cfg, steps: int) -> FinetuneRun:
+def _tiny_run(smoke_cfg, steps: int, seed: int = 0) -> FinetuneRun:
     p = dataclasses.replace(load_params(smoke_cfg), model="tiny", steps=steps, n_eval=2)
     group = GroupConfig(main={"reverse_add": 2}, aux={"no_carry": 3}, eval_max=4)
-    return FinetuneRun("g", group, "pretrained", p, smoke_cfg.data)
+    return FinetuneRun("g", group, "pretrained", seed, p, smoke_cfg.data)
 
 
 def test_finetune_writes_tidy_records_and_reads_back(smoke_cfg, model_dir, tmp_path, capsys):
@@ -308,6 +315,7 @@ def test_finetune_writes_tidy_records_and_reads_back(smoke_cfg, model_dir, tmp_p
     assert list(rec.columns) == list(RECORD_FIELDS) + ["final"]
     assert set(rec.task) == {"reverse_add", "no_carry"} and set(rec.length) == {1, 2, 3, 4}
     assert (rec.step == 3).all() and rec.final.all() and set(rec.pos_encoding) == {"pretrained"}
+    assert set(rec.run_id) == {"g-pretrained-s0"} and set(rec.seed) == {0}
     run_dir = run_spec(run, model_dir, tmp_path).run_dir
     info = json.loads((run_dir / "run.json").read_text())
     assert info["finished"] and info["steps"] == 3 and info["wall_s"] > 0
@@ -320,9 +328,28 @@ def test_finetune_writes_tidy_records_and_reads_back(smoke_cfg, model_dir, tmp_p
     assert run_spec(longer, model_dir, tmp_path).fingerprint != run_spec(run, model_dir, tmp_path).fingerprint
 
 
+def test_two_seeds_are_two_fine_tunes_with_their_own_results(smoke_cfg, smoke_raw, model_dir, tmp_path):
+    runs = [_tiny_run(smoke_cfg, steps=3, seed=s) for s in (0, 1)]
+    specs = [run_spec(r, model_dir, tmp_path) for r in runs]
+    assert [r.run_id for r in runs] == ["g-pretrained-s0", "g-pretrained-s1"] and [s.seed for s in specs] == [0, 1]
+    assert specs[0].fingerprint != specs[1].fingerprint and specs[0].run_dir != specs[1].run_dir
+    rec = [finetune(r, model_dir, tmp_path, progress=False) for r in runs]
+    assert [set(df.seed) for df in rec] == [{0}, {1}]
+    losses = [pd.read_csv(s.run_dir / "logs/metrics.csv").dropna(subset=["train/loss"])["train/loss"] for s in specs]
+    assert not losses[0].equals(losses[1])  # a seed draws its own initialization (the data order is shared)
+    assert not rec[0].token_accuracy.equals(rec[1].token_accuracy)
+    # a seed's fingerprint is its own: adding seeds to the profile keeps the finished ones (read back)
+    one = runs_of(smoke_cfg, "add_alone", "scratch")[0]
+    smoke_raw["pretrained"]["seeds"] = [0, 1]
+    assert (
+        run_spec(one, model_dir, tmp_path).fingerprint
+        == run_spec(runs_of(_cfg(smoke_raw), "add_alone", "scratch")[0], model_dir, tmp_path).fingerprint
+    )
+
+
 def test_training_lowers_the_loss(smoke_cfg, model_dir, tmp_path):
     p = dataclasses.replace(load_params(smoke_cfg), model="tiny", steps=40, n_eval=2, lr=3e-3, warmup_frac=0.0)
-    run = FinetuneRun("g", GroupConfig(main={"copy": 2}, aux={}, eval_max=2), "scratch", p, smoke_cfg.data)
+    run = FinetuneRun("g", GroupConfig(main={"copy": 2}, aux={}, eval_max=2), "scratch", 0, p, smoke_cfg.data)
     finetune(run, model_dir, tmp_path, progress=False)
     losses = (
         pd.read_csv(run_spec(run, model_dir, tmp_path).run_dir / "logs/metrics.csv")
@@ -334,8 +361,8 @@ def test_training_lowers_the_loss(smoke_cfg, model_dir, tmp_path):
 
 
 def test_stage_end_to_end_on_tiny(smoke_cfg, model_dir, tmp_path):
-    from lengen import finetune as ft
-    from lengen.finetune import claims_table, load_records, timings
+    from lengen import claims
+    from lengen.finetune import claims_table, load_losses, load_records, seed_summary, summarize_runs, timings
     from lengen.plots.pretrained import plot_aux_comparison, plot_init_comparison
 
     assert load_params(smoke_cfg).model == "tiny"
@@ -345,8 +372,75 @@ def test_stage_end_to_end_on_tiny(smoke_cfg, model_dir, tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert set(summary) == set(records.run_id)
     table = claims_table(records, smoke_cfg)
-    assert len(table) == 5 and set(table.agrees) <= {"yes", "no", "vacuous"}
-    assert "agrees" in ft.describe_claims(table)
+    assert table.claim.nunique() == 5 and set(table.agrees) <= {"yes", "no", "vacuous"} and set(table.seed) == {0}
+    rows = claims.pretrained_claims(table)
+    assert len(rows) == 5 and all(r["seeds"].count("s0 ") >= 1 for r in rows)
     assert set(timings(smoke_cfg, tmp_path, model_dir).run_id) == set(records.run_id)
+    assert len(seed_summary(summarize_runs(records, smoke_cfg))) and set(
+        load_losses(smoke_cfg, tmp_path, model_dir).seed
+    ) == {0}
     plot_init_comparison(records, smoke_cfg)
     plot_aux_comparison(records, smoke_cfg)
+
+
+def _records_at(run: FinetuneRun, main_em: float) -> pd.DataFrame:
+    """Final records of one run: the main task at ``main_em`` at every length, its auxiliaries exact."""
+    g = run.group
+    return pd.DataFrame(
+        [
+            dict(
+                run_id=run.run_id,
+                group=run.group_name,
+                task=task,
+                role=g.role(task),
+                length=length,
+                in_distribution=length <= g.tasks[task],
+                n=8,
+                exact_match=main_em if task == g.main_task else 1.0,
+                token_accuracy=main_em if task == g.main_task else 1.0,
+                step=0 if run.zero_shot else 10,
+                seed=run.seed,
+                pos_encoding=run.pos_encoding,
+            )
+            for task in g.tasks
+            for length in range(1, g.eval_max + 1)
+        ]
+    )
+
+
+def test_summaries_and_claims_are_over_seeds(smoke_raw):
+    """Two seeds: every table reports the mean and sd over seeds and every seed; verdicts are the means'."""
+    from lengen import claims
+    from lengen.finetune import claims_table, seed_summary, summarize_runs
+
+    smoke_raw["pretrained"]["seeds"] = [0, 1]
+    cfg = _cfg(smoke_raw)
+    fine_tuned = {0: 0.3, 1: 0.8}  # from the checkpoint; mean 0.55, population sd 0.25; scratch and zero-shot: 0
+    records = pd.concat(
+        [
+            _records_at(r, fine_tuned[r.seed] if r.init == "pretrained" and not r.zero_shot else 0.0)
+            for r in stage_runs(cfg)
+        ],
+        ignore_index=True,
+    )
+    summary = seed_summary(summarize_runs(records, cfg))
+    row = summary[(summary.group == "add_alone") & (summary.init == "pretrained") & ~summary.zero_shot]
+    row = row.set_index("measure").loc["main/transfer"]
+    assert (row.seeds, row["mean"], row.sd, row.s0, row.s1) == pytest.approx((2, 0.55, 0.25, 0.3, 0.8))
+
+    table = claims_table(records, cfg)
+    assert set(table.seed) == {0, 1}
+    verdict = table.drop_duplicates("claim").set_index("claim").agrees
+    assert verdict["length generalization improves with pretraining"] == "yes"
+    assert verdict["copy generalizes on its own (pretrained)"] == "yes"  # mean 0.55 >= 0.5; seed 0 alone: 0.3
+    rows = {r["claim"]: r for r in claims.pretrained_claims(table)}
+    improves = rows["length generalization improves with pretraining"]
+    assert improves["measured"].endswith(
+        "pretrained vs scratch: pretrained 3–4 0.55 ± 0.25; scratch 3–4 0.00 ± 0.00; pretrained 1–2 0.55 ± 0.25; "
+        "scratch 1–2 0.00 ± 0.00 (two seeds)"
+    )
+    assert (
+        "pretrained 3–4: s0 0.30 · s1 0.80" in improves["seeds"]
+        and "scratch 3–4: s0 0.00 · s1 0.00" in improves["seeds"]
+    )
+    assert improves["verdict"] == "agrees"

@@ -65,6 +65,11 @@ def test_make_queue_trains_two_runs_at_a_time_into_one_workspace(repo):
         (run_json,) = (root / "runs" / run_id).glob("*/run.json")
         assert json.loads(run_json.read_text())["threads"] == 1
         assert f"reports/records/{run_id}.csv" in lock
+    # right after each run its slot stored the run's head-analysis rows, or said in one line that there are none
+    for stage in stages:
+        assert p.stdout.count(f"[heads] {stage}: ") == 1, stage
+    assert "[heads] train@arith_carry-rope-0: arith_carry-rope-s0 stored in reports/heads/runs/" in p.stdout
+    assert [d.name for d in (root / "reports/heads/runs").iterdir()] == ["arith_carry-rope-s0"]  # smoke: the one
     # DVC recorded every run: nothing left to train
     assert "up to date" in sh(f"{VENV}/bin/dvc status {' '.join(stages)}", root, env).stdout
 

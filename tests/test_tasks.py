@@ -1,6 +1,6 @@
 """Cross-task tests: registry, length errors, determinism, token bounds, vocabulary, docstrings.
 
-Per-family correctness (independent checkers) lives in test_tasks_{arithmetic,strings,mazes}.py.
+Per-family correctness (independent checkers) lives in test_tasks_{arithmetic,strings,mazes,bits}.py.
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lengen.tasks import TASKS, arithmetic, get_task, mazes, strings
+from lengen.tasks import TASKS, arithmetic, bits, get_task, mazes, strings
 from lengen.tokenizer import CHARS, NODES, default_tokenizer, split
 
 FAMILIES = {
     "arithmetic": ["reverse_add", "no_carry", "carry_only", "reverse_subtract", "cot_multiply", "copy_first_op"],
     "strings": ["copy", "capitalize", "reverse", "capitalize_reverse", "mqar"],
     "mazes": ["dfs_trace", "shortest_path", "dfs_trace_far", "shortest_path_far"],
+    "bits": ["parity", "bin_majority"],
 }
 VARIANTS = {"dfs_trace_far": "dfs_trace", "shortest_path_far": "shortest_path"}  # same function, other inputs
 ALL = [name for names in FAMILIES.values() for name in names]
@@ -27,8 +28,8 @@ ALL = [name for names in FAMILIES.values() for name in names]
 EVAL_MAX = dict.fromkeys(ALL, 512) | {"mqar": 62} | dict.fromkeys(FAMILIES["mazes"], 64)
 
 
-def test_all_fifteen_registered_with_metadata():
-    assert len(ALL) == 15 and sorted(TASKS) == sorted(ALL)
+def test_all_seventeen_registered_with_metadata():
+    assert len(ALL) == 17 and sorted(TASKS) == sorted(ALL)
     for family, names in FAMILIES.items():
         for name in names:
             task = TASKS[name]
@@ -41,6 +42,9 @@ def test_all_fifteen_registered_with_metadata():
         assert (t.min_length, t.max_length, t.length_unit) == (2, 64, "nodes")
     for name in FAMILIES["arithmetic"]:
         assert get_task(name).max_length is None and get_task(name).length_unit == "digits"
+    for name in FAMILIES["bits"]:
+        t = get_task(name)
+        assert (t.min_length, t.max_length, t.length_unit) == (5, None, "bits")
 
 
 def test_unknown_task_names_known_ones():
@@ -66,6 +70,8 @@ def test_length_zero_rejected(name):
         ("mqar", 63),
         ("dfs_trace_far", 65),
         ("shortest_path_far", 1),
+        ("parity", 4),
+        ("bin_majority", 4),
     ],
 )
 def test_length_out_of_range_rejected(name, length):
@@ -140,7 +146,7 @@ def test_variants_leave_the_vocabulary_unchanged():
     tok = default_tokenizer()
     markers = [t for t in tok.itos if t.startswith("<") and t not in ("<pad>", "<bos>", "<eos>", "<sep>")]
     assert markers == [f"<{n}>" for n in sorted(set(ALL) - set(VARIANTS))]
-    assert len(tok) == 4 + len(CHARS) + len(NODES) + 13 == 155
+    assert len(tok) == 4 + len(CHARS) + len(NODES) + 15 == 157
     for name in VARIANTS:
         assert f"<{name}>" not in tok.stoi
 
@@ -156,7 +162,7 @@ def test_variant_of_must_name_a_registered_task():
     assert "new_name" not in TASKS
 
 
-@pytest.mark.parametrize("module", [arithmetic, strings, mazes])
+@pytest.mark.parametrize("module", [arithmetic, strings, mazes, bits])
 def test_doctests(module):
     """The worked examples in the modules' docstrings are executable and hold."""
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)

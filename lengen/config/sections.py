@@ -18,6 +18,7 @@ from lengen.config.base import (
     PRETRAINED_MODELS,
     _fail,
     _positive,
+    _seeds,
     _unique,
 )
 from lengen.config.core import GroupConfig
@@ -79,7 +80,7 @@ class PretrainedParams:
     """The ``pretrained:`` section: a pretrained checkpoint fine-tuned vs the same architecture from scratch."""
 
     model: str  # smollm2 (the converted checkpoint) | tiny (2-layer random Llama, smoke/tests)
-    seed: int  # scratch initialization and the new tokens' embedding rows
+    seeds: list[int]  # each run once per seed; it draws the scratch init and the new tokens' embedding rows
     steps: int
     batch_size: int
     lr: float
@@ -99,7 +100,9 @@ class PretrainedParams:
     def __post_init__(self):
         if self.model not in PRETRAINED_MODELS:
             _fail("pretrained.model", f"{self.model!r} is not one of {PRETRAINED_MODELS}")
-        _positive("pretrained.seed", self.seed, allow_zero=True)
+        if not self.seeds:
+            _fail("pretrained.seeds", "must not be empty")
+        _seeds("pretrained.seeds", self.seeds)
         for k in ("steps", "batch_size", "lr", "threads", "n_eval", "eval_batch_size"):
             _positive(f"pretrained.{k}", getattr(self, k))
         for k in ("weight_decay", "grad_clip", "eval_every"):

@@ -8,9 +8,12 @@ and correlates them with the run's generalization gap at that checkpoint.
 The package, read in this order:
 
 - ``lengen.heads.probe``       the model interface, task batches, one task's probe, one checkpoint's rows
+- ``lengen.heads.run``         one run's rows: its kept checkpoints probed, each with the run's gap there
+- ``lengen.heads.store``       each run's rows committed in ``reports/heads/runs/<run_id>/`` with the key
+                               of what they were computed from, read back where the checkpoints are gone
 - ``lengen.heads.statistics``  comparing two tasks' heads; Spearman's ρ, bootstrap CI, verdicts
-- ``lengen.heads.report``      the paper's claims, the driver over runs and checkpoints, tables, records,
-                               summary, findings
+- ``lengen.heads.report``      the paper's claims, the driver over runs, tables, records, summary, findings
+- ``python -m lengen.heads``   a run's rows into the store right after it trains (``make queue``)
 
 Parameters: the ``heads:`` section of params.yaml, parsed by ``lengen.config`` (``cfg.heads``).
 
@@ -66,6 +69,7 @@ from lengen.heads.probe import (
     TaskProbe,
     analyse_checkpoint,
     answer_scores,
+    attention_difference,
     checkpoint_paths,
     head_means,
     pair_lengths,
@@ -78,10 +82,10 @@ from lengen.heads.report import (
     FIGURES_DIR,
     HEAD_MEASURES,
     HEADS_DIR,
-    KEYS,
     METRICS,
     HeadRecords,
     analyse,
+    analysed_runs,
     correlation_table,
     coverage,
     describe,
@@ -98,9 +102,9 @@ from lengen.heads.report import (
     write_records,
     write_summary,
 )
+from lengen.heads.run import KEYS, RUN_KEYS, RunRows, probe_run
 from lengen.heads.statistics import (
     agrees,
-    attention_difference,
     bootstrap_spearman,
     compare_maps,
     rankdata,
@@ -108,6 +112,7 @@ from lengen.heads.statistics import (
     top_heads,
     verdict,
 )
+from lengen.heads.store import STORE_DIR, entry_key, read_entry, run_rows, write_entry
 
 __all__ = [
     "CLAIMS",
@@ -119,11 +124,15 @@ __all__ = [
     "KEYS",
     "METRICS",
     "ModelShape",
+    "RUN_KEYS",
+    "RunRows",
+    "STORE_DIR",
     "TaskBatch",
     "TaskProbe",
     "agrees",
     "analyse",
     "analyse_checkpoint",
+    "analysed_runs",
     "answer_scores",
     "attention_difference",
     "bootstrap_spearman",
@@ -132,6 +141,7 @@ __all__ = [
     "correlation_table",
     "coverage",
     "describe",
+    "entry_key",
     "format_rho",
     "head_grid",
     "head_means",
@@ -142,15 +152,19 @@ __all__ = [
     "pairs_table",
     "points_table",
     "probe_inputs",
+    "probe_run",
     "probe_task",
     "random_head_control",
     "rankdata",
+    "read_entry",
     "read_records",
+    "run_rows",
     "spearman",
     "tables",
     "task_batch",
     "top_heads",
     "verdict",
+    "write_entry",
     "write_records",
     "write_summary",
 ]

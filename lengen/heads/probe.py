@@ -3,7 +3,7 @@
 The model is anything with the :class:`HookedModel` interface (``lengen.model.Transformer``, the
 pretrained wrapper); the inputs are one task's examples at one length in the training format
 (:class:`TaskBatch`). :func:`analyse_checkpoint` probes every (task, length) of a group once and returns
-the tidy rows of one checkpoint.
+the tidy rows of one checkpoint: each task's ablation maps and each pair's :func:`attention_difference`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from torch import Tensor
 from lengen.config import DataConfig, GroupConfig, HeadsConfig
 from lengen.data import IGNORE, EvalExample, collate, format_example, make_eval_set
 from lengen.evaluate import Formatter
-from lengen.heads.statistics import attention_difference
 from lengen.runtime import model_device
 from lengen.tasks import Example, get_task
 from lengen.tokenizer import default_tokenizer
@@ -195,6 +194,20 @@ def checkpoint_paths(run_dir: Path, max_checkpoints: int) -> list[tuple[int, Pat
         return found
     pick = np.unique(np.round(np.linspace(len(found) - 1, 0, max_checkpoints)).astype(int))
     return [found[i] for i in pick]
+
+
+def attention_difference(a: Tensor, b: Tensor) -> np.ndarray:
+    """Per head, Σ over the common window's query/key positions of |a − b|, divided by the window's
+    number of query rows: (n_layer, n_head) values in [0, 2].
+
+    >>> import torch
+    >>> eye, first = torch.eye(2)[None, None], torch.tensor([[1.0, 0.0], [1.0, 0.0]])[None, None]
+    >>> attention_difference(eye, first)        # row 0 equal, row 1 disjoint (2): (0 + 2) / 2 rows
+    array([[1.]])
+    """
+    w = min(a.shape[-1], b.shape[-1])
+    diff = (a[..., :w, :w].float() - b[..., :w, :w].float()).abs().sum((-1, -2)) / w
+    return diff.numpy().astype(float)
 
 
 def analyse_checkpoint(

@@ -1,7 +1,8 @@
 """The driver over runs and checkpoints, the tables derived from its tidy records, and the findings.
 
-:func:`analyse` probes every kept checkpoint of every analysed run (:mod:`lengen.heads.probe`) and pairs
-it with the run's generalization gap at that step; :func:`tables` turns the records into per-pair and
+:func:`analyse` gathers every analysed run's rows (:mod:`lengen.heads.run`: each kept checkpoint probed
+and paired with the run's generalization gap at that step), read back from the per-run store or computed
+and stored there (:mod:`lengen.heads.store`); :func:`tables` turns the records into per-pair and
 per-point metrics, Spearman's ρ per category (:mod:`lengen.heads.statistics`) and the random-head
 control; :func:`write_records`, :func:`read_records` and :func:`write_summary` are the stage's outputs;
 :func:`describe` writes the findings with their numbers. Figures: :mod:`lengen.plots`.
@@ -10,7 +11,6 @@ control; :func:`write_records`, :func:`read_records` and :func:`write_summary` a
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,13 +19,11 @@ import pandas as pd
 import torch
 
 from lengen import paths
-from lengen.config import Config, HeadsConfig
-from lengen.engine import load_system
-from lengen.heads.probe import analyse_checkpoint, checkpoint_paths, probe_inputs
+from lengen.config import Config, HeadsConfig, RunConfig
+from lengen.heads.run import FIELDS, KEYS, columns
 from lengen.heads.statistics import agrees, bootstrap_spearman, compare_maps, spearman, top_heads, verdict
-from lengen.records import group_gap, load_records
+from lengen.heads.store import run_rows
 from lengen.runtime import default_device
-from lengen.train import run_spec
 
 HEADS_DIR = paths.REPORTS_DIR / "heads"
 RECORDS_SUBDIR = "records"
@@ -55,8 +53,6 @@ METRICS: dict[str, tuple[str, int, str]] = {
 # Per-head differences the random-head control restricts to a head set.
 HEAD_MEASURES = {"attn_diff": "attention", "em_diff": "ablation", "ll_diff": "ablation"}
 
-KEYS = ("run_id", "group", "category", "seed", "pos_encoding", "step")  # one (run, checkpoint)
-
 
 def heads_config(cfg: Config) -> HeadsConfig:
     """The parsed ``heads:`` section (``cfg.heads``, checked by ``lengen.config``); an error without one."""
@@ -66,7 +62,7 @@ def heads_config(cfg: Config) -> HeadsConfig:
 
 
 # ----------------------------------------------------------------------------------------------------
-# The driver: every kept checkpoint of every analysed run
+# The driver: every analysed run's rows
 
 
 @dataclass
@@ -105,6 +101,13 @@ def coverage(cfg: Config, hc: HeadsConfig) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["category", "group", "status", "runs"])
 
 
+def analysed_runs(cfg: Config, hc: HeadsConfig) -> list[RunConfig]:
+    """Every run the analysis reads, in the order of its tables: by category and group, then as
+    :func:`heads_runs` lists them."""
+    cov = coverage(cfg, hc)
+    return [r for g in cov[cov.status == "analysed"].group for r in heads_runs(cfg, g)]
+
+
 def analyse(
     cfg: Config,
     hc: HeadsConfig,
@@ -112,61 +115,28 @@ def analyse(
     records_dir: Path | None = None,
     threads: int | None = None,
     progress: bool = True,
+    store_dir: Path | None = None,
 ) -> HeadRecords:
-    """Probe every kept checkpoint (up to ``max_checkpoints`` per run) of every analysed run.
+    """The rows of every analysed run: read back from the per-run store where they were computed from the
+    same inputs, else probed on the run's kept checkpoints (up to ``max_checkpoints``) and stored
+    (:func:`lengen.heads.store.run_rows`).
 
     A run's checkpoints are read where training keeps them (``lengen.train.run_spec(run, runs_dir).run_dir``),
-    its gap at each checkpoint from its tidy records in ``records_dir``.
+    its gap at each checkpoint from its tidy records in ``records_dir``; ``store_dir``: the store
+    (``reports/heads/runs``).
     """
     torch.set_num_threads(threads or cfg.train.threads)
     device = default_device()
-    runs_dir = Path(runs_dir or paths.RUNS_DIR)
-    cov = coverage(cfg, hc)
-    ablation, attention, checkpoints = [], [], []
-    for g in cov[cov.status == "analysed"].group:
-        group, category = cfg.groups[g], hc.category(g)
-        inputs = probe_inputs(group, hc, cfg.data)
-        for run in heads_runs(cfg, g):
-            records = load_records([run.run_id], records_dir)
-            run_dir = run_spec(run, runs_dir).run_dir
-            ckpts = checkpoint_paths(run_dir, hc.max_checkpoints)
-            if not ckpts:
-                raise FileNotFoundError(
-                    f"no kept checkpoints in {run_dir}/checkpoints; train the run first (dvc repro)"
-                )
-            for step, path in ckpts:
-                t0 = time.perf_counter()
-                model = load_system(path).model.eval().to(device)
-                abl, att = analyse_checkpoint(model, group, inputs)
-                key = dict(
-                    run_id=run.run_id,
-                    group=g,
-                    category=category,
-                    seed=run.seed,
-                    pos_encoding=run.pos_encoding,
-                    step=step,
-                )
-                ablation += [{**key, **r} for r in abl]
-                attention += [{**key, **r} for r in att]
-                at_step = records[records.step == step]
-                if at_step.empty:
-                    raise ValueError(f"{run.run_id}: checkpoint {path.name} has no records at step {step}")
-                gap = group_gap(at_step.to_dict("records"), group)
-                checkpoints.append({**key, "gap": gap, "wall_s": time.perf_counter() - t0})
-                if progress:
-                    print(
-                        f"[heads] {run.run_id} step {step}: gap {gap:.3f} ({checkpoints[-1]['wall_s']:.1f}s)",
-                        flush=True,
-                    )
-    return HeadRecords(
-        pd.DataFrame(
-            ablation,
-            columns=[*KEYS, "task", "role", "length", "layer", "head", "exact_match", "loglik", "em_drop", "ll_drop"],
-        ),
-        pd.DataFrame(attention, columns=[*KEYS, "main", "aux", "length", "layer", "head", "attn_diff"]),
-        pd.DataFrame(checkpoints, columns=[*KEYS, "gap", "wall_s"]),
-        cov,
-    )
+    parts: dict[str, list[pd.DataFrame]] = {name: [] for name in FIELDS}
+    for run in analysed_runs(cfg, hc):
+        rows, _ = run_rows(run, hc, runs_dir, records_dir, store_dir, device, progress)
+        for name, df in rows.labelled(hc.category(run.group_name)).items():
+            parts[name].append(df)
+    frames = {
+        name: pd.concat(dfs, ignore_index=True) if dfs else pd.DataFrame(columns=columns(name))
+        for name, dfs in parts.items()
+    }
+    return HeadRecords(**frames, coverage=coverage(cfg, hc))
 
 
 # ----------------------------------------------------------------------------------------------------

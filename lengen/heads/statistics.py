@@ -1,7 +1,8 @@
 """Comparing two tasks' heads and the statistics of the comparison across checkpoints.
 
-Head comparison: the attention difference of two mean patterns, and the mean absolute difference,
-Spearman rank correlation and top-k overlap of two mean-ablation maps. Statistics: Spearman's ρ with a
+Head comparison: the mean absolute difference, Spearman rank correlation and top-k overlap of two
+mean-ablation maps (the attention difference of two mean patterns is a probe's, in
+:mod:`lengen.heads.probe`, so that every row a run stores is computed there). Statistics: Spearman's ρ with a
 percentile bootstrap CI, and the verdict ("tracks", "no relation", "opposite") read off the CI.
 """
 
@@ -9,24 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from torch import Tensor
 
 # ----------------------------------------------------------------------------------------------------
 # Comparing two tasks
-
-
-def attention_difference(a: Tensor, b: Tensor) -> np.ndarray:
-    """Per head, Σ over the common window's query/key positions of |a − b|, divided by the window's
-    number of query rows: (n_layer, n_head) values in [0, 2].
-
-    >>> import torch
-    >>> eye, first = torch.eye(2)[None, None], torch.tensor([[1.0, 0.0], [1.0, 0.0]])[None, None]
-    >>> attention_difference(eye, first)        # row 0 equal, row 1 disjoint (2): (0 + 2) / 2 rows
-    array([[1.]])
-    """
-    w = min(a.shape[-1], b.shape[-1])
-    diff = (a[..., :w, :w].float() - b[..., :w, :w].float()).abs().sum((-1, -2)) / w
-    return diff.numpy().astype(float)
 
 
 def top_heads(importance: np.ndarray, k: int) -> set[int]:

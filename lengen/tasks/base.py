@@ -47,6 +47,8 @@ class Task:
     variant_of:  for a task that computes the same function as another on a different input
                  distribution (``shortest_path_far``), that task's name: the two share one marker, so
                  adding a variant leaves the vocabulary -- and every model's initialization -- unchanged.
+    chance:      exact match of a guess that ignores the input: 1 / the number of answers for a task
+                 that answers one of a fixed few tokens (parity: 0.5), else 0.
     """
 
     name: str
@@ -57,6 +59,7 @@ class Task:
     min_length: int = 1
     length_unit: str = "characters"
     variant_of: str | None = None
+    chance: float = 0.0
 
     @property
     def marker(self) -> str:
