@@ -24,15 +24,12 @@ import pandas as pd
 from lengen import crosspaper, paths
 from lengen.analysis import PAPER_FIGURES, POS_ENCODING_NAMES, grid_gaps, group_label, paper_grid, seeds_in_words
 from lengen.config import Config
+from lengen.verdicts import BAR, COLUMNS, MARGIN, VERDICTS, row
 
-VERDICTS = ("agrees", "partly", "not reproduced", "not tested")
-BAR = 0.5  # mean transfer-range exact match at least this: the main task extrapolates
-MARGIN = 0.05  # a difference of exact match or gap smaller than this is no difference
 SWING = 0.2  # a drop of transfer-range exact match between two checkpoints at least this: unstable
 FORMAL_AGREE = 0.9  # share of (task, encoding) predictions that must hold for "agrees" (half: "partly")
 START, END = "<!-- claims:start -->", "<!-- claims:end -->"
 EBA, FORMAL = "Cai et al. 2025 (2506.09251)", "Huang et al. 2025 (2410.02140)"
-COLUMNS = ("id", "paper", "claim", "measured", "seeds", "verdict", "rule", "figure", "report")
 # The more related auxiliary of each two-auxiliary group's main task (paper: no carry > carry only; reverse >
 # capitalize).
 MORE_RELATED = {"reverse_add": ("no_carry", "carry_only"), "capitalize_reverse": ("reverse", "capitalize")}
@@ -72,11 +69,6 @@ def _verdict(held: list[bool]) -> str:
     return "agrees" if held and all(held) else "partly" if any(held) else "not reproduced"
 
 
-def _row(cid, paper, claim, measured, seeds, verdict, rule, figure="", report="05_figures.html") -> dict:
-    assert verdict in VERDICTS, verdict
-    return dict(zip(COLUMNS, (cid, paper, claim, measured, seeds, verdict, rule, figure, report)))
-
-
 def _split(cfg: Config, summary: pd.DataFrame, units: list[tuple]) -> tuple[list[tuple], str]:
     """The units (tuples of groups measured together at RoPE, e.g. a control and its baseline) that the profile
     runs and that have records; and, when none has, why the claim is not tested."""
@@ -105,7 +97,7 @@ def transfer_claim(cfg: Config, summary: pd.DataFrame, group: str) -> dict:
     link = f"figures/transfer_{group}_rope.png"
     units, why = _split(cfg, summary, [(group, g.baseline) if g.baseline else (group,)])
     if not units:
-        return _row(f"transfer:{group}", EBA, claim, why, "", "not tested", rule, link)
+        return row(f"transfer:{group}", EBA, claim, why, "", "not tested", rule, link)
     t = _runs(summary, group).main_transfer
     base = _runs(summary, g.baseline) if g.baseline else None
     b = base.main_transfer.mean() if base is not None else 0.0
@@ -114,7 +106,7 @@ def transfer_claim(cfg: Config, summary: pd.DataFrame, group: str) -> dict:
     alone = f" vs alone {mean_sd(base.main_transfer)}{_coverage(cfg, summary, g.baseline)}" if base is not None else ""
     measured = f"{mean_sd(t)}{_coverage(cfg, summary, group)}{alone}"
     seeds = per_seed(_runs(summary, group), name=group) + (f"; {per_seed(base, name=g.baseline)}" if alone else "")
-    return _row(f"transfer:{group}", EBA, claim, measured, seeds, verdict, rule, link)
+    return row(f"transfer:{group}", EBA, claim, measured, seeds, verdict, rule, link)
 
 
 def compared_with(cfg: Config, baseline: str) -> str:
@@ -130,12 +122,12 @@ def baselines_claim(cfg: Config, summary: pd.DataFrame, baselines: list[str]) ->
     units, why = _split(cfg, summary, [(b,) for b in baselines])
     link = f"figures/transfer_{compared_with(cfg, units[0][0])}_rope.png" if units else ""
     if not units:
-        return _row("baselines", EBA, claim, why, "", "not tested", rule, link)
+        return row("baselines", EBA, claim, why, "", "not tested", rule, link)
     runs = {b: _runs(summary, b) for (b,) in units}
     held = [df.main_transfer.mean() < MARGIN for df in runs.values()]
     measured = "; ".join(f"{b} {mean_sd(df.main_transfer)}{_coverage(cfg, summary, b)}" for b, df in runs.items())
     seeds = "; ".join(per_seed(df, name=b) for b, df in runs.items())
-    return _row("baselines", EBA, claim, measured + (f"; {why}" if why else ""), seeds, _verdict(held), rule, link)
+    return row("baselines", EBA, claim, measured + (f"; {why}" if why else ""), seeds, _verdict(held), rule, link)
 
 
 def controls_claim(cfg: Config, summary: pd.DataFrame, controls: list[str]) -> dict:
@@ -145,7 +137,7 @@ def controls_claim(cfg: Config, summary: pd.DataFrame, controls: list[str]) -> d
     units, why = _split(cfg, summary, [(c, cfg.group(c).baseline) for c in controls])
     link = f"figures/transfer_{units[0][0]}_rope.png" if units else ""
     if not units:
-        return _row("controls", EBA, claim, why, "", "not tested", rule, link)
+        return row("controls", EBA, claim, why, "", "not tested", rule, link)
     held, parts, seeds = [], [], []
     for c, b in units:
         mine, base = _runs(summary, c), _runs(summary, b)
@@ -153,7 +145,7 @@ def controls_claim(cfg: Config, summary: pd.DataFrame, controls: list[str]) -> d
         parts.append(f"{c} {mean_sd(mine.main_transfer)} vs alone {mean_sd(base.main_transfer)}")
         seeds.append(per_seed(mine, name=c))
     measured = "; ".join(parts) + (f"; {why}" if why else "")
-    return _row("controls", EBA, claim, measured, "; ".join(seeds), _verdict(held), rule, link)
+    return row("controls", EBA, claim, measured, "; ".join(seeds), _verdict(held), rule, link)
 
 
 def nope_claim(cfg: Config, summary: pd.DataFrame) -> dict:
@@ -164,7 +156,7 @@ def nope_claim(cfg: Config, summary: pd.DataFrame) -> dict:
     groups = [g for g in nope if cfg.group(g).aux and _runs(summary, g).size and _runs(summary, g, "nope").size]
     if not groups:
         why = "records missing: " + ", ".join(nope) if nope else f"not in profile {cfg.profile!r}: no NoPE runs"
-        return _row("rope_vs_nope", EBA, claim, why, "", "not tested", rule, "figures/gaps.png")
+        return row("rope_vs_nope", EBA, claim, why, "", "not tested", rule, "figures/gaps.png")
     parts, seeds, pairs, means = [], [], [], []
     for g in groups:
         r, n = _runs(summary, g).set_index("seed").gap, _runs(summary, g, "nope").set_index("seed").gap
@@ -174,7 +166,7 @@ def nope_claim(cfg: Config, summary: pd.DataFrame) -> dict:
         parts.append(f"{g}: gap RoPE {mean_sd(r)} vs NoPE {mean_sd(n)}")
         seeds.append(f"{g} RoPE/NoPE: " + " · ".join(f"s{s} {r[s]:.2f}/{n[s]:.2f}" for s in common))
     verdict = "agrees" if pairs and all(pairs) else "partly" if any(means) else "not reproduced"
-    return _row("rope_vs_nope", EBA, claim, "; ".join(parts), "; ".join(seeds), verdict, rule, "figures/gaps.png")
+    return row("rope_vs_nope", EBA, claim, "; ".join(parts), "; ".join(seeds), verdict, rule, "figures/gaps.png")
 
 
 def one_vs_two_claim(cfg: Config, summary: pd.DataFrame) -> dict:
@@ -190,7 +182,7 @@ def one_vs_two_claim(cfg: Config, summary: pd.DataFrame) -> dict:
                 families.append((name, single[order[0]], single[order[1]]))
     units, why = _split(cfg, summary, families) if families else ([], "no one-auxiliary group defined")
     if not units:
-        return _row("one_vs_two", EBA, claim, why, "", "not tested", rule, "figures/gaps.png")
+        return row("one_vs_two", EBA, claim, why, "", "not tested", rule, "figures/gaps.png")
     held, parts, seeds = [], [], []
     for fam in units:
         t = [_runs(summary, f).main_transfer for f in fam]
@@ -198,7 +190,7 @@ def one_vs_two_claim(cfg: Config, summary: pd.DataFrame) -> dict:
         parts.append(", ".join(f"{f} {mean_sd(x)}" for f, x in zip(fam, t)))
         seeds += [per_seed(_runs(summary, f), name=f) for f in fam]
     measured = "transfer " + "; ".join(parts) + (f"; {why}" if why else "")
-    return _row("one_vs_two", EBA, claim, measured, "; ".join(seeds), _verdict(held), rule, "figures/gaps.png")
+    return row("one_vs_two", EBA, claim, measured, "; ".join(seeds), _verdict(held), rule, "figures/gaps.png")
 
 
 def instability_claim(ranges: pd.DataFrame | None, groups: list[str]) -> dict:
@@ -214,12 +206,12 @@ def instability_claim(ranges: pd.DataFrame | None, groups: list[str]) -> dict:
         if df.exact_match.max() > SWING:
             drops[(g, int(s))] = max(0.0, float(-np.diff(df.exact_match.to_numpy()).min(initial=0.0)))
     if not drops:
-        return _row("instability", EBA, claim, "no run transfers at any checkpoint", "", "not tested", rule, link)
+        return row("instability", EBA, claim, "no run transfers at any checkpoint", "", "not tested", rule, link)
     n = sum(d >= SWING for d in drops.values())
     verdict = "agrees" if n >= len(drops) / 2 else "partly" if n else "not reproduced"
     measured = f"{n} of {len(drops)} transferring runs drop by ≥ {SWING} between successive checkpoints"
     seeds = "largest drop: " + " · ".join(f"{g} s{s} {d:.2f}" for (g, s), d in drops.items())
-    return _row("instability", EBA, claim, measured, seeds, verdict, rule, link)
+    return row("instability", EBA, claim, measured, seeds, verdict, rule, link)
 
 
 def grid_claim(cfg: Config, summary: pd.DataFrame) -> dict:
@@ -230,7 +222,7 @@ def grid_claim(cfg: Config, summary: pd.DataFrame) -> dict:
         f"partly: their mean gap is smaller by > {MARGIN}"
     )
     if cfg.grid is None:
-        return _row("grid", EBA, claim, f"not in profile {cfg.profile!r}", "", "not tested", rule, "figures/grid.png")
+        return row("grid", EBA, claim, f"not in profile {cfg.profile!r}", "", "not tested", rule, "figures/grid.png")
     ours, paper = grid_gaps(summary, cfg), paper_grid(cfg)
     cells = [(m, a, ours.loc[m, a], paper.loc[m, a]) for m in ours.index for a in ours.columns]
     cells = [c for c in cells if not np.isnan(c[2])]
@@ -238,7 +230,7 @@ def grid_claim(cfg: Config, summary: pd.DataFrame) -> dict:
     outside = [c for c in cells if not 0.5 <= c[1] / c[0] <= 2]
     if not inside or not outside:
         why = "records missing" if not cells else "no measured cell on one side of the ratio range"
-        return _row("grid", EBA, claim, why, "", "not tested", rule, "figures/grid.png")
+        return row("grid", EBA, claim, why, "", "not tested", rule, "figures/grid.png")
     gi, go = [c[2] for c in inside], [c[2] for c in outside]
     verdict = "agrees" if max(gi) < min(go) else "partly" if np.mean(gi) < np.mean(go) - MARGIN else "not reproduced"
     measured = (
@@ -246,7 +238,7 @@ def grid_claim(cfg: Config, summary: pd.DataFrame) -> dict:
         f"{np.nanmean([c[3] for c in inside]):.2f} vs {np.nanmean([c[3] for c in outside]):.2f})"
     )
     seeds = "mean gap per cell, main ← aux: " + " · ".join(f"{m}←{a} {g:.2f} (paper {p:.2f})" for m, a, g, p in cells)
-    return _row("grid", EBA, claim, measured, seeds, verdict, rule, "figures/grid.png")
+    return row("grid", EBA, claim, measured, seeds, verdict, rule, "figures/grid.png")
 
 
 def heads_claim(correlations: pd.DataFrame | None) -> dict:
@@ -263,7 +255,7 @@ def heads_claim(correlations: pd.DataFrame | None) -> dict:
     rows = correlations[correlations.metric.isin(("attn_diff", "em_mad"))] if correlations is not None else None
     judged = rows[rows.agrees.isin(("yes", "no"))] if rows is not None else None
     if judged is None or judged.empty:
-        return _row("heads", EBA, claim, "no category with a verdict", "", "not tested", rule, link, report)
+        return row("heads", EBA, claim, "no category with a verdict", "", "not tested", rule, link, report)
     ok = judged.agrees == "yes"
     verdict = "agrees" if ok.all() else "partly" if ok.any() else "not reproduced"
     measured = "; ".join(
@@ -273,7 +265,7 @@ def heads_claim(correlations: pd.DataFrame | None) -> dict:
         f"{r.category} {r.metric}: {r.n_points} points, CI [{r.ci_low:.2f}, {r.ci_high:.2f}]"
         for r in judged.itertuples()
     )
-    return _row("heads", EBA, claim, measured, seeds, verdict, rule, link, report)
+    return row("heads", EBA, claim, measured, seeds, verdict, rule, link, report)
 
 
 def pretrained_claims(table: pd.DataFrame | None) -> list[dict]:
@@ -286,7 +278,7 @@ def pretrained_claims(table: pd.DataFrame | None) -> list[dict]:
     link, report = "pretrained/figures/pretrained_vs_scratch.png", "03_pretrained.html"
     if table is None or table.empty:
         claim = "pretraining acts like an implicit auxiliary task (§ pretrained models)"
-        return [_row("pretrained", EBA, claim, "no pretrained runs", "", "not tested", rule, link, report)]
+        return [row("pretrained", EBA, claim, "no pretrained runs", "", "not tested", rule, link, report)]
     verdicts = {"yes": "agrees", "no": "not reproduced", "vacuous": "partly"}
     rows = []
     for k, (claim, df) in enumerate(table.groupby("claim", sort=False)):
@@ -296,7 +288,7 @@ def pretrained_claims(table: pd.DataFrame | None) -> list[dict]:
         if first.agrees == "vacuous":
             measured += "; vacuous: the related auxiliaries did not transfer either"
         seeds = "; ".join(per_seed(d, "exact_match", name=q) for q, d in quantities)
-        rows.append(_row(f"pretrained:{k}", EBA, claim, measured, seeds, verdicts[first.agrees], rule, link, report))
+        rows.append(row(f"pretrained:{k}", EBA, claim, measured, seeds, verdicts[first.agrees], rule, link, report))
     return rows
 
 
@@ -314,7 +306,7 @@ def formal_claims(table: pd.DataFrame | None) -> list[dict]:
         )
         df = table[table.pos_encoding == pe] if table is not None and len(table) else None
         if df is None or df.empty:
-            out.append(_row(f"formal:{pe}", FORMAL, claim, "no formal runs", "", "not tested", rule, link, report))
+            out.append(row(f"formal:{pe}", FORMAL, claim, "no formal runs", "", "not tested", rule, link, report))
             continue
         share = df.agree.mean()
         fails = df[~df.predicted]
@@ -325,7 +317,7 @@ def formal_claims(table: pd.DataFrame | None) -> list[dict]:
             f"{int(df[df.predicted].observed.sum())} of {int(df.predicted.sum())}"
         )
         seeds = "disagree: " + (", ".join(df[~df.agree].task) or "none")
-        out.append(_row(f"formal:{pe}", FORMAL, claim, measured, seeds, verdict, rule, link, report))
+        out.append(row(f"formal:{pe}", FORMAL, claim, measured, seeds, verdict, rule, link, report))
     return out
 
 

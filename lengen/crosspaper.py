@@ -26,9 +26,8 @@ from lengen.analysis import POS_ENCODING_NAMES, group_label, task_name
 from lengen.config import Config
 from lengen.formal import programs
 from lengen.tasks import get_task
+from lengen.verdicts import BAR, MARGIN, row
 
-BAR = 0.5  # mean transfer-range exact match at least this: the main task length-generalizes (as lengen.claims)
-MARGIN = 0.05  # a difference of exact match smaller than this is no difference (as lengen.claims)
 PES = ("rope", "nope", "ape")
 
 # Our association task -> the formal framework's task it stands for. Parity and binary majority are the same
@@ -182,17 +181,7 @@ def _status(values: list[bool | None]) -> str:
 
 
 def _row(cid, claim, measured, seeds, verdict, rule, figure) -> dict:
-    return dict(
-        id=cid,
-        paper=PAPERS,
-        claim=claim,
-        measured=measured,
-        seeds=seeds,
-        verdict=verdict,
-        rule=rule,
-        figure=figure,
-        report=REPORT,
-    )
+    return row(cid, PAPERS, claim, measured, seeds, verdict, rule, figure, REPORT)
 
 
 def encoding_claim(table: pd.DataFrame, cfg: Config) -> dict:

@@ -49,6 +49,7 @@ from lengen.evaluate import score_sets
 from lengen.pretrained import INITS, MODEL_DIR, PROVENANCE, build_model
 from lengen.records import RECORD_FIELDS, final_records, summarize
 from lengen.system import LengenSystem
+from lengen.verdicts import MARGIN  # a difference in exact match smaller than this is "no difference"
 
 BETAS = (0.9, 0.98)  # the paper's AdamW betas (as the small-model runs)
 EPS = 1e-8
@@ -307,7 +308,6 @@ def load_losses(cfg: Config, out_dir: Path = paths.PRETRAINED_DIR, model_dir: Pa
 # Summaries and the paper's claims
 
 NEAR_ZERO = 0.05  # zero-shot exact match below this is "near zero"
-MARGIN = 0.05  # a difference in exact match smaller than this is "no difference"
 GENERALIZES = 0.5  # mean exact match over (L, 2L] at least this: "generalizes on its own"
 
 

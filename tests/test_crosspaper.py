@@ -45,10 +45,6 @@ def test_a_two_answer_task_generalizes_above_chance_not_at_it():
     assert crosspaper.bar("parity") == crosspaper.bar("bin_majority") == 0.75  # 0.5 is a coin flip
 
 
-def test_thresholds_are_the_claims_tables():
-    assert (crosspaper.BAR, crosspaper.MARGIN) == (claims.BAR, claims.MARGIN)
-
-
 def test_q1_agrees_when_what_transfers_under_rope_transfers_under_ape(cfg):
     s = summary(
         [

@@ -1,0 +1,21 @@
+"""The claims table's shared vocabulary: its columns, its verdicts, and the two thresholds its rules use.
+
+The claims table (:mod:`lengen.claims`), the cross-paper questions (:mod:`lengen.crosspaper`) and the pretrained
+comparison (:mod:`lengen.finetune`) each decide verdicts; they read the thresholds from here so that "transfers"
+and "no difference" mean the same number everywhere. Import-light (no torch, no pandas) on purpose: a module
+imported by a run's code is part of that run's fingerprint.
+"""
+
+from __future__ import annotations
+
+VERDICTS = ("agrees", "partly", "not reproduced", "not tested")
+COLUMNS = ("id", "paper", "claim", "measured", "seeds", "verdict", "rule", "figure", "report")
+BAR = 0.5  # mean transfer-range exact match at least this: the main task extrapolates
+MARGIN = 0.05  # a difference of exact match (or of the gap) smaller than this is no difference
+
+
+def row(cid, paper, claim, measured, seeds, verdict, rule, figure="", report="05_figures.html") -> dict:
+    """One claims-table row (:data:`COLUMNS`); ``verdict`` must be one of :data:`VERDICTS`."""
+    if verdict not in VERDICTS:
+        raise ValueError(f"verdict {verdict!r} is not one of {VERDICTS}")
+    return dict(zip(COLUMNS, (cid, paper, claim, measured, seeds, verdict, rule, figure, report)))
