@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -188,7 +189,11 @@ def finetune(
         data = LengenDataModule(run.group, p.batch_size, d.seed, d.holdout_modulus)
         return system, data, Evaluate(score, p.eval_every, p.precision, spec.run_dir)
 
-    out = fit(spec, build, progress=progress)
+    with warnings.catch_warnings():
+        # Lightning warns that the checkpoint's modules start in eval mode (transformers loads them so); the
+        # model has no dropout (SmolLM2: attention_dropout 0), so train and eval mode compute the same.
+        warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")
+        out = fit(spec, build, progress=progress)
     records = out.records[[*RECORD_FIELDS, "final"]]
     rec_file = Path(out_dir) / "records" / f"{run.run_id}.csv"
     rec_file.parent.mkdir(parents=True, exist_ok=True)
