@@ -24,7 +24,7 @@ import pandas as pd
 from lengen import crosspaper, paths
 from lengen.analysis import PAPER_FIGURES, POS_ENCODING_NAMES, grid_gaps, group_label, paper_grid, seeds_in_words
 from lengen.config import Config
-from lengen.verdicts import BAR, COLUMNS, MARGIN, VERDICTS, row
+from lengen.verdicts import BAR, COLUMNS, MARGIN, VERDICTS, per_seed, row
 
 SWING = 0.2  # a drop of transfer-range exact match between two checkpoints at least this: unstable
 FORMAL_AGREE = 0.9  # share of (task, encoding) predictions that must hold for "agrees" (half: "partly")
@@ -58,11 +58,6 @@ def mean_sd(values) -> str:
     """'0.42 ± 0.26' (population sd over seeds), or '0.42' for one value."""
     v = np.asarray(list(values), dtype=float)
     return f"{v.mean():.2f}" if len(v) == 1 else f"{v.mean():.2f} ± {v.std():.2f}"
-
-
-def per_seed(df: pd.DataFrame, col: str = "main_transfer", name: str = "") -> str:
-    """'add_alone: s0 0.00 · s1 0.00' (every seed)."""
-    return (f"{name}: " if name else "") + " · ".join(f"s{int(s)} {v:.2f}" for s, v in zip(df.seed, df[col]))
 
 
 def _verdict(held: list[bool]) -> str:

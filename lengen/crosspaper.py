@@ -26,7 +26,7 @@ from lengen.analysis import POS_ENCODING_NAMES, group_label, task_name
 from lengen.config import Config
 from lengen.formal import programs
 from lengen.tasks import get_task
-from lengen.verdicts import BAR, MARGIN, row
+from lengen.verdicts import BAR, MARGIN, per_seed, row
 
 PES = ("rope", "nope", "ape")
 
@@ -98,10 +98,6 @@ def _mean(df: pd.DataFrame) -> float:
     return df.main_transfer.mean() if len(df) else float("nan")
 
 
-def _seeds(df: pd.DataFrame) -> str:
-    return " · ".join(f"s{int(s)} {v:.2f}" for s, v in zip(df.seed, df.main_transfer))
-
-
 def encoding_table(summary: pd.DataFrame, cfg: Config) -> pd.DataFrame:
     """Q1: per cross group with auxiliaries and position encoding with records, the main task's transfer-range
     exact match (mean, sd, every seed) against its baseline's under the same encoding; ``transfers``: mean ≥
@@ -123,7 +119,7 @@ def encoding_table(summary: pd.DataFrame, cfg: Config) -> pd.DataFrame:
                     seeds=len(mine),
                     transfer=t,
                     transfer_sd=mine.main_transfer.std(ddof=0),
-                    every_seed=_seeds(mine),
+                    every_seed=per_seed(mine),
                     baseline=b,
                     baseline_seeds=len(base),
                     transfers=bool(t >= bar(group.main_task) and (pd.isna(b) or t > b + MARGIN)),
@@ -155,11 +151,11 @@ def rescue_table(summary: pd.DataFrame, cfg: Config, pe: str = "ape") -> pd.Data
                 seeds=len(mine),
                 transfer=t,
                 transfer_sd=mine.main_transfer.std(ddof=0) if len(mine) else float("nan"),
-                every_seed=_seeds(mine),
+                every_seed=per_seed(mine),
                 alone=b,
                 baseline=group.baseline,
                 alone_seeds=len(base),
-                alone_every_seed=_seeds(base),
+                alone_every_seed=per_seed(base),
                 bar=need,
                 rescued=bool(len(mine) and len(base) and t >= need and t > b + MARGIN),
             )

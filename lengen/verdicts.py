@@ -19,3 +19,8 @@ def row(cid, paper, claim, measured, seeds, verdict, rule, figure="", report="05
     if verdict not in VERDICTS:
         raise ValueError(f"verdict {verdict!r} is not one of {VERDICTS}")
     return dict(zip(COLUMNS, (cid, paper, claim, measured, seeds, verdict, rule, figure, report)))
+
+
+def per_seed(df, col: str = "main_transfer", name: str = "") -> str:
+    """Every seed of a per-run table (columns ``seed`` and ``col``): 'add_alone: s0 0.00 · s1 0.00'."""
+    return (f"{name}: " if name else "") + " · ".join(f"s{int(s)} {v:.2f}" for s, v in zip(df.seed, df[col]))
