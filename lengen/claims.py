@@ -24,7 +24,7 @@ import pandas as pd
 from lengen import crosspaper, paths
 from lengen.analysis import PAPER_FIGURES, POS_ENCODING_NAMES, grid_gaps, group_label, paper_grid, seeds_in_words
 from lengen.config import Config
-from lengen.verdicts import BAR, COLUMNS, MARGIN, VERDICTS, per_seed, row
+from lengen.verdicts import BAR, COLUMNS, MARGIN, NEAR_ZERO, VERDICTS, per_seed, row
 
 SWING = 0.2  # a drop of transfer-range exact match between two checkpoints at least this: unstable
 FORMAL_AGREE = 0.9  # share of (task, encoding) predictions that must hold for "agrees" (half: "partly")
@@ -264,10 +264,12 @@ def heads_claim(correlations: pd.DataFrame | None) -> dict:
 
 
 def pretrained_claims(table: pd.DataFrame | None) -> list[dict]:
-    """The pretrained comparison's claims (``lengen.finetune.claims_table``: one row per claim × compared quantity ×
-    seed, the verdict judged on the means over seeds), one row each: each quantity's mean ± sd, and every seed."""
+    """The pretrained comparison's claims (``lengen.finetune_claims.claims_table``: one row per claim × compared
+    quantity × seed, the verdict judged on the means over seeds), one row each: each quantity's mean ± sd, and
+    every seed."""
     rule = (
-        "lengen.finetune.claims_table's thresholds on the means over seeds (near zero < 0.05, a difference > 0.05); "
+        f"lengen.finetune_claims.claims_table's thresholds on the means over seeds (near zero < {NEAR_ZERO}, "
+        f"a difference > {MARGIN}); "
         "'vacuous' is partly"
     )
     link, report = "pretrained/figures/pretrained_vs_scratch.png", "03_pretrained.html"

@@ -146,8 +146,8 @@ def test_the_analysis_stages_tables_become_rows():
 
 
 def test_pretrained_claims_report_mean_sd_and_every_seed():
-    """lengen.finetune.claims_table's rows (claim × quantity × seed, verdicts judged on the seed means): one claims
-    row per claim, each quantity as mean ± sd over seeds (the main runs' format) and every seed."""
+    """lengen.finetune_claims.claims_table's rows (claim × quantity × seed, verdicts judged on the seed means): one
+    claims row per claim, each quantity as mean ± sd over seeds (the main runs' format) and every seed."""
     table = pd.DataFrame(
         [
             dict(claim=c, measure=m, quantity=q, seed=s, exact_match=v, agrees=a)

@@ -362,7 +362,8 @@ def test_training_lowers_the_loss(smoke_cfg, model_dir, tmp_path):
 
 def test_stage_end_to_end_on_tiny(smoke_cfg, model_dir, tmp_path):
     from lengen import claims
-    from lengen.finetune import claims_table, load_losses, load_records, seed_summary, summarize_runs, timings
+    from lengen.finetune import load_losses, load_records, summarize_runs, timings
+    from lengen.finetune_claims import claims_table, seed_summary
     from lengen.plots.pretrained import plot_aux_comparison, plot_init_comparison
 
     assert load_params(smoke_cfg).model == "tiny"
@@ -411,7 +412,8 @@ def _records_at(run: FinetuneRun, main_em: float) -> pd.DataFrame:
 def test_summaries_and_claims_are_over_seeds(smoke_raw):
     """Two seeds: every table reports the mean and sd over seeds and every seed; verdicts are the means'."""
     from lengen import claims
-    from lengen.finetune import claims_table, seed_summary, summarize_runs
+    from lengen.finetune import summarize_runs
+    from lengen.finetune_claims import claims_table, seed_summary
 
     smoke_raw["pretrained"]["seeds"] = [0, 1]
     cfg = _cfg(smoke_raw)

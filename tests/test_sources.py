@@ -153,6 +153,15 @@ def test_closure_of_real_modules():
     assert not any(f.startswith("lengen/formal/") for f in data)
 
 
+@pytest.mark.parametrize("runs", ["lengen.train", "lengen.finetune", "lengen.formal.train"])
+def test_no_run_fingerprint_covers_the_verdict_rules(runs):
+    """A run's fingerprint hashes its code's import closure: the claims' rules and thresholds stay outside it,
+    or changing a verdict threshold would retrain every run."""
+    closure = set(import_closure(runs))
+    for analysis in ("lengen/verdicts.py", "lengen/claims.py", "lengen/crosspaper.py", "lengen/finetune_claims.py"):
+        assert analysis not in closure
+
+
 def test_closure_of_a_real_notebook():
     formal = import_closure("notebooks/06_formal.ipynb")
     assert {"lengen/crasp.py", "lengen/formal/__init__.py", "lengen/formal/report.py", "lengen/formal/train.py"} <= set(
