@@ -67,12 +67,15 @@ reproduce: env
 # with GPUS (default: those of CUDA_VISIBLE_DEVICES, else every GPU nvidia-smi lists; JOBS defaults to their
 # count, else the CPU's cores) slot k trains on the (k mod n)-th GPU of the list (CUDA_VISIBLE_DEVICES set per
 # run). On CPUs give each run train.threads = cores / JOBS (the cpu and study profiles: 1). PROFILE as for reproduce.
+# ORDER=<file> (one stage name per line) trains the stages it names first, in its order, then the rest in DVC's
+# (a study produced in pieces: each session's runs are the ones the claims need next).
 # Right after a run trains, its slot stores the run's head-analysis rows (python -m lengen.heads; docs/heads.md) while
 # its checkpoints are on this machine: committed, they let the heads stage run on a clone without checkpoints.
 comma      := ,
 GPUS       ?= $(or $(subst $(comma), ,$(CUDA_VISIBLE_DEVICES)),$(shell nvidia-smi --query-gpu=index --format=csv,noheader 2>/dev/null))
 JOBS       ?= $(if $(strip $(GPUS)),$(words $(GPUS)),$(shell nproc 2>/dev/null || echo 2))
 RUN_STAGES ?= ^(train|ablation|grid|cross)@
+ORDER      ?=
 QUEUE_SLOT := stage=$$1; if [ -n "$$GPUS" ]; then set -- $$GPUS; shift $$((SLOT % $$\#)); \
 	export CUDA_VISIBLE_DEVICES=$$1; fi; echo "[queue] slot $$SLOT$${CUDA_VISIBLE_DEVICES:+ gpu $$CUDA_VISIBLE_DEVICES}: $$stage"; \
 	dvc --wait-for-lock repro --single-item "$$stage" && python -m lengen.heads "$$stage"
@@ -81,7 +84,8 @@ queue: env
 	@if [ -n "$(PROFILE)" ]; then $(USE); fi
 	$(BIN)/python -m lengen.config check
 	$(DVC) repro data
-	$(DVC) stage list --name-only | grep -E '$(RUN_STAGES)' | PATH=$(abspath $(BIN)):$$PATH GPUS="$(strip $(GPUS))" \
+	$(DVC) stage list --name-only | grep -E '$(RUN_STAGES)' $(if $(ORDER),| awk 'NR == FNR { o[$$0] = NR; next } \
+	  { print (($$0 in o) ? o[$$0] : 1e6 + FNR) "\t" $$0 }' $(ORDER) - | sort -n | cut -f2) | PATH=$(abspath $(BIN)):$$PATH GPUS="$(strip $(GPUS))" \
 	  xargs -r -n 1 -P $(JOBS) --process-slot-var=SLOT sh -c '$(QUEUE_SLOT)' queue
 
 profile: env
