@@ -67,15 +67,16 @@ reproduce: env
 # with GPUS (default: those of CUDA_VISIBLE_DEVICES, else every GPU nvidia-smi lists; JOBS defaults to their
 # count, else the CPU's cores) slot k trains on the (k mod n)-th GPU of the list (CUDA_VISIBLE_DEVICES set per
 # run). On CPUs give each run train.threads = cores / JOBS (the cpu and study profiles: 1). PROFILE as for reproduce.
-# ORDER=<file> (one stage name per line) trains the stages it names first, in its order, then the rest in DVC's
-# (a study produced in pieces: each session's runs are the ones the claims need next).
+# ORDER=<file> (one stage name per line; default profiles/queue-order.txt, ORDER= for DVC's order) trains the stages
+# it names first, in its order, then the rest in DVC's: the cpu runs longest first, the study's in the order its
+# claims need them (it is produced in pieces, over sessions).
 # Right after a run trains, its slot stores the run's head-analysis rows (python -m lengen.heads; docs/heads.md) while
 # its checkpoints are on this machine: committed, they let the heads stage run on a clone without checkpoints.
 comma      := ,
 GPUS       ?= $(or $(subst $(comma), ,$(CUDA_VISIBLE_DEVICES)),$(shell nvidia-smi --query-gpu=index --format=csv,noheader 2>/dev/null))
 JOBS       ?= $(if $(strip $(GPUS)),$(words $(GPUS)),$(shell nproc 2>/dev/null || echo 2))
 RUN_STAGES ?= ^(train|ablation|grid|cross)@
-ORDER      ?=
+ORDER      ?= profiles/queue-order.txt
 QUEUE_SLOT := stage=$$1; if [ -n "$$GPUS" ]; then set -- $$GPUS; shift $$((SLOT % $$\#)); \
 	export CUDA_VISIBLE_DEVICES=$$1; fi; echo "[queue] slot $$SLOT$${CUDA_VISIBLE_DEVICES:+ gpu $$CUDA_VISIBLE_DEVICES}: $$stage"; \
 	dvc --wait-for-lock repro --single-item "$$stage" && python -m lengen.heads "$$stage"

@@ -47,10 +47,17 @@ def run_stages(root, env):
 
 def test_make_queue_trains_two_runs_at_a_time_into_one_workspace(repo):
     root, env = repo
+    # ORDER: the stages a file names go first, in its order; here DVC's order reversed
+    order = list(reversed(run_stages(root, env)))
+    (root / "order.txt").write_text("# reversed\n" + "\n".join(order[:-1]) + "\n")  # the last: not named
     # This interpreter's venv, taken as installed (-o: its stamp is not remade from the copy's requirements).
-    p = sh(f"make -o {VENV}/.installed queue VENV={VENV} JOBS=2 GPUS='0 1'", root, env)
+    p = sh(f"make -o {VENV}/.installed queue VENV={VENV} JOBS=2 GPUS='0 1' ORDER=order.txt", root, env)
     stages = run_stages(root, env)
     assert len(stages) >= 5  # smoke: 2 experiment runs, 1 NoPE ablation, 1 grid cell, 1 APE (cross)
+    launched = re.findall(r"^\[queue\] slot \d+ gpu \d+: (\S+)$", p.stdout, re.M)
+    assert sorted(launched) == sorted(stages)
+    # two workers start their stages at nearly the same moment: a neighbour may print first
+    assert all(abs(launched.index(s) - i) <= 1 for i, s in enumerate(order)), (launched, order)
     # one accelerator per worker: slot k was given GPU k (CUDA_VISIBLE_DEVICES; nothing to use on this CPU)
     for slot in (0, 1):
         assert f"[queue] slot {slot} gpu {slot}: " in p.stdout
