@@ -30,8 +30,9 @@ def _range_means(records: pd.DataFrame, runs: list[FinetuneRun], task: str, lo: 
 
 
 def seed_summary(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per fine-tune (group × initialization; the zero-shot checks apart) and measure of :func:`summarize_runs`:
-    the mean and sd over seeds (population sd, as the claims table) and every seed (columns ``s<seed>``)."""
+    """Per fine-tune (group × initialization; the zero-shot checks apart) and measure of
+    :func:`lengen.finetune.summarize_runs`: the mean and sd over seeds (population sd, as the claims table) and
+    every seed (columns ``s<seed>``)."""
     keys = ["group", "pos_encoding", "zero_shot"]
     measures = [c for c in summary.columns if c.startswith(("main/", "aux/")) or c == "generalization_gap"]
     rows = []
