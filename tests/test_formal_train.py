@@ -13,7 +13,7 @@ import yaml
 from lengen import paths
 from lengen.config import _build, load_config
 from lengen.engine import Outcome
-from lengen.formal import report, train
+from lengen.formal import programs, report, train
 from lengen.formal.config import Arch, FormalConfig, load_formal
 from lengen.model import ModelConfig, Transformer
 from lengen.plots import save
@@ -50,10 +50,15 @@ def test_profiles_parse_and_params_yaml_matches_cpu(profile):
     assert params == yaml.safe_load((paths.PROFILES_DIR / "cpu.yaml").read_text())["formal"]
 
 
-def test_cpu_profile_runs_every_task_under_both_encodings():
-    fc = load_formal(load_config(paths.PROFILES_DIR / "cpu.yaml"))
-    assert len(fc.algorithmic) == 8 and len(fc.languages) == 17 and fc.pos_encodings == ["ape", "nope"]
-    assert fc.bins == [[1, 50], [51, 100], [101, 150]]
+def test_study_runs_every_task_under_both_encodings_and_cpu_the_algorithmic_slice():
+    """The study (and paper) profiles: the paper's 8 algorithmic tasks and 17 languages; the 2-hour cpu profile the
+    8 algorithmic tasks (both predictions among them), under APE and NoPE, the paper's bins."""
+    for profile, languages in (("study", 17), ("paper", 17), ("cpu", 0)):
+        fc = load_formal(load_config(paths.PROFILES_DIR / f"{profile}.yaml"))
+        assert (len(fc.algorithmic), len(fc.languages)) == (8, languages), profile
+        assert fc.pos_encodings == ["ape", "nope"] and fc.bins == [[1, 50], [51, 100], [101, 150]]
+        predictions = {programs.program(t, pe) is not None for t in fc.tasks for pe in fc.pos_encodings}
+        assert predictions == {True, False}, profile
 
 
 @pytest.mark.parametrize(
