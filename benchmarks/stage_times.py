@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -61,7 +60,7 @@ def collect(root: Path = ROOT) -> list[dict]:
                 row["full_s"] = round(info["wall_s"], 1)
                 row["note"] = "read back or resumed: full cost is the run's recorded wall time (run.json wall_s)"
         if nb.name == "03_pretrained.ipynb" and (root / "reports/pretrained/runs").exists():
-            recorded = sum(float(r.get("wall_s", 0.0)) for r in _active_finetunes(root))
+            recorded = _finetune_wall_s(root)
             if recorded > secs:  # finished runs were read back: the stage paid at least their recorded time
                 row["full_s"] = round(recorded, 1)
                 row["note"] = "resumed: full cost = the runs' recorded wall time (at least)"
@@ -69,42 +68,36 @@ def collect(root: Path = ROOT) -> list[dict]:
     return sorted(rows, key=lambda r: r["start"])
 
 
-def _newest_run_json(run_dir: Path) -> dict | None:
-    """The run.json of a run directory's newest fingerprint (older ones are earlier parameter sets or code)."""
-    infos = sorted(run_dir.glob("*/run.json"), key=lambda p: p.stat().st_mtime)
-    return json.loads(infos[-1].read_text()) if infos else None
+def _finetune_wall_s(root: Path) -> float:
+    """The recorded wall time of the active profile's fine-tunes at their current fingerprints
+    (``lengen.finetune.timings``: never stale runs of another profile or code); 0 while some are unfinished."""
+    from lengen.finetune import timings  # imports torch: only where a pretrained stage ran
+
+    try:
+        return float(timings(load_config(root / "params.yaml")).wall_s.sum())
+    except FileNotFoundError:
+        return 0.0
 
 
-def _active_finetunes(root: Path) -> list[dict]:
-    """run.json of each fine-tune of the active profile (``lengen.finetune.stage_runs``), its newest fingerprint."""
-    from lengen.finetune import stage_runs  # imports torch: only where a pretrained stage ran
-
-    cfg = load_config(root / "params.yaml")
-    infos = [_newest_run_json(root / "reports/pretrained/runs" / r.run_id) for r in stage_runs(cfg)]
-    return [i for i in infos if i is not None]
-
-
-def queue_wall(rows: list[dict], order_file: Path, jobs: int) -> float:
+def queue_wall(rows: list[dict], order_file: Path, jobs: int, root: Path = ROOT) -> float:
     """Wall time of the training runs as `make queue` schedules them: JOBS workers, each taking the next stage in
     ``order_file``'s order (then the rest in the table's) when it is free, each run at its recorded full time.
     A model over measured times (the runs of one call need not have run in this order), not a measurement."""
+    from lengen.heads.__main__ import stage_items  # DVC's stage item -> its run, as `make queue` names them
+
+    run_of = {item: run.run_id for item, run in stage_items(load_config(root / "params.yaml")).items()}
     named = [ln.strip() for ln in order_file.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
     rank = {}
-    for stage in named:  # stage names end in -<seed>, run ids in -s<seed>: train@caprev-rope-0 -> caprev-rope-s0
-        rank.setdefault(re.sub(r"^\w+@(.*)-(\d+)$", r"\1-s\2", stage), len(rank))
+    for item in named:
+        if item in run_of:
+            rank.setdefault(run_of[item], len(rank))
     runs = [r for r in rows if r["notebook"].startswith("reports/train/") and r.get("counted", True)]
-    runs.sort(key=lambda r: rank.get(_grid_id(Path(r["notebook"]).stem), len(rank)))
+    runs.sort(key=lambda r: rank.get(Path(r["notebook"]).stem, len(rank)))
     free = [0.0] * jobs
     for r in runs:
         i = free.index(min(free))
         free[i] += r["full_s"]
     return max(free) if runs else 0.0
-
-
-def _grid_id(run_id: str) -> str:
-    """grid_m4_a8-rope-s0 -> 4-8-s0, the key a grid stage (grid@4-8-0) maps to above."""
-    m = re.fullmatch(r"grid_m(\d+)_a(\d+)-\w+-s(\d+)", run_id)
-    return f"{m[1]}-{m[2]}-s{m[3]}" if m else run_id
 
 
 def _active_run_ids(root: Path) -> set[str]:

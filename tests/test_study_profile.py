@@ -6,6 +6,7 @@ import pytest
 from lengen import paths
 from lengen.config import load_config, use_profile
 from lengen.config.cli import main
+from lengen.heads.__main__ import stage_items
 from lengen.train import run_spec
 
 
@@ -66,25 +67,12 @@ def test_the_study_holds_every_reported_experiment(study):
     assert study.pretrained.n_eval >= 256 and study.formal is not None
 
 
-def _run_stages(cfg) -> set[str]:
-    """The profile's run stages as dvc.yaml's matrices name them (train / ablation / cross @group-pe-seed,
-    grid @main-aux-seed)."""
-    names = set()
-    for stage, sec in (("train", cfg.experiment), ("ablation", cfg.ablation), ("cross", cfg.cross)):
-        if sec is not None:
-            names |= {f"{stage}@{g}-{pe}-{s}" for g in sec.groups for pe in sec.pos_encodings for s in sec.seeds}
-    if cfg.grid is not None:
-        g = cfg.grid
-        names |= {f"grid@{m}-{a}-{s}" for m in g.main_lengths for a in g.aux_lengths for s in g.seeds}
-    return names
-
-
 def test_the_queue_order_names_every_run_stage_of_cpu_and_study_cpu_first(study, cpu):
     """profiles/queue-order.txt (make queue's ORDER): the cpu runs first, then every study run, none unknown."""
     lines = (paths.PROFILES_DIR / "queue-order.txt").read_text().splitlines()
     order = [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
     assert len(order) == len(set(order))
-    cpu_stages, study_stages = _run_stages(cpu), _run_stages(study)
+    cpu_stages, study_stages = set(stage_items(cpu)), set(stage_items(study))  # as DVC names them
     assert len(cpu_stages) == len(cpu.all_runs()) and len(study_stages) == len(study.all_runs())
     assert set(order) == cpu_stages | study_stages
     assert set(order[: len(cpu_stages)]) == cpu_stages
