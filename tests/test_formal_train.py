@@ -51,14 +51,27 @@ def test_profiles_parse_and_params_yaml_matches_cpu(profile):
 
 
 def test_study_runs_every_task_under_both_encodings_and_cpu_the_algorithmic_slice():
-    """The study (and paper) profiles: the paper's 8 algorithmic tasks and 17 languages; the 2-hour cpu profile the
-    8 algorithmic tasks (both predictions among them), under APE and NoPE, the paper's bins."""
-    for profile, languages in (("study", 17), ("paper", 17), ("cpu", 0)):
+    """The study (and paper) profiles: the paper's 8 algorithmic tasks and 17 languages; the 2-hour cpu profile 5
+    algorithmic tasks (both predictions among them), under APE and NoPE, the paper's bins."""
+    for profile, algorithmic, languages in (("study", 8, 17), ("paper", 8, 17), ("cpu", 5, 0)):
         fc = load_formal(load_config(paths.PROFILES_DIR / f"{profile}.yaml"))
-        assert (len(fc.algorithmic), len(fc.languages)) == (8, languages), profile
+        assert (len(fc.algorithmic), len(fc.languages)) == (algorithmic, languages), profile
         assert fc.pos_encodings == ["ape", "nope"] and fc.bins == [[1, 50], [51, 100], [101, 150]]
         predictions = {programs.program(t, pe) is not None for t in fc.tasks for pe in fc.pos_encodings}
         assert predictions == {True, False}, profile
+
+
+def test_every_cpu_formal_run_is_a_study_run_with_the_same_fingerprint(tmp_path):
+    """The cpu slice trains the study's own formal runs (its grid runs at the first point, seed 0): a cpu
+    reproduction re-checks study runs, and the study reads the cpu runs back."""
+    cpu, study = (load_formal(load_config(paths.PROFILES_DIR / f"{p}.yaml")) for p in ("cpu", "study"))
+    assert set(cpu.tasks) <= set(study.tasks) and set(cpu.pos_encodings) <= set(study.pos_encodings)
+    assert set(cpu.grid.archs()) <= set(study.grid.archs()) and cpu.seeds <= study.seeds
+    for task in cpu.tasks:
+        for pe in cpu.pos_encodings:
+            for arch in cpu.grid.archs():
+                mine, theirs = (train.run_spec(fc, task, pe, arch, 0, tmp_path) for fc in (cpu, study))
+                assert (mine.run_id, mine.fingerprint) == (theirs.run_id, theirs.fingerprint), (task, pe, arch)
 
 
 @pytest.mark.parametrize(
