@@ -5,6 +5,7 @@ import pytest
 
 from lengen import paths
 from lengen.config import Config, load_config, parse_config, read_params, use_profile
+from lengen.config.profiles import edits, profile_names
 from lengen.system import model_config
 from lengen.train import run_spec
 
@@ -39,8 +40,10 @@ def test_every_defined_group_can_be_added_to_the_ablation(profile):
     assert {run.group_name for run in cfg.ablation_runs()} == set(r["ablation"]["groups"])
 
 
-def test_params_yaml_validates():
-    assert load_config().profile in ("smoke", "cpu", "paper")
+def test_params_yaml_validates_and_is_a_copy_of_the_profile_it_names():
+    """The committed params.yaml is one profile (the published one), not a hand-edited mix."""
+    assert load_config().profile in profile_names()
+    assert edits(paths.PARAMS_FILE) == []
 
 
 def mutate(fn, profile="smoke"):

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 
 from lengen import heads, paths
 from lengen.config import HEAD_CATEGORIES, HeadsConfig, _build, load_config
@@ -264,13 +263,6 @@ def test_profiles_have_a_valid_heads_section(profile):
 
 def test_claims_cover_the_configs_categories():
     assert set(heads.CLAIMS) == set(HEAD_CATEGORIES)
-
-
-def test_params_yaml_heads_section_equals_cpu_profile():
-    def section(p):
-        return yaml.safe_load(p.read_text())["heads"]
-
-    assert section(paths.PARAMS_FILE) == section(paths.PROFILES_DIR / "cpu.yaml")
 
 
 def test_heads_config_is_strict(smoke_cfg):
