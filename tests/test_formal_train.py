@@ -151,6 +151,32 @@ def test_selection_rule():
     assert train.select(unfit) == (unfit[1], False)
 
 
+def test_the_prediction_scored_is_the_papers_label_with_the_program_beside_it():
+    # unique copy NoPE: a program exists here (BEYOND_PAPER), the paper labels ✗; a run that fails agrees.
+    def result(task, kind, pe, accs):
+        bins = [{"bin": b, "lo": lo, "hi": hi, "n": 10, "accuracy": a} for (b, lo, hi), a in zip(BINS, accs)]
+        return {
+            "task": task,
+            "kind": kind,
+            "pos_encoding": pe,
+            "config": "c",
+            "seed": 0,
+            "steps": 1,
+            "wall_s": 0.1,
+            "bins": bins,
+        }
+
+    BINS = [("1-50", 1, 50), ("51-100", 51, 100), ("101-150", 101, 150)]
+    rows = []
+    for task, pe, accs in [("unique_copy", "nope", [1.0, 0.2, 0.0]), ("sort", "nope", [1.0, 0.2, 0.0])]:
+        rows += train.records_of(result(task, "algorithmic", pe, accs), "grid", True, True)
+    table = report.predicted_vs_observed(pd.DataFrame(rows)).set_index("task")
+    assert ("unique_copy", "nope") in programs.BEYOND_PAPER
+    assert table.loc["unique_copy", "program"] and not table.loc["unique_copy", "predicted"]
+    assert table.loc["unique_copy", "agree"]  # fails, as the paper's ✗ says
+    assert table.loc["sort", "program"] and table.loc["sort", "predicted"] and not table.loc["sort", "agree"]
+
+
 def test_study_resumes_and_reruns_only_changed_runs(tmp_path, monkeypatch):
     calls = []
 
@@ -188,7 +214,7 @@ def test_study_resumes_and_reruns_only_changed_runs(tmp_path, monkeypatch):
     assert row["seeds"] == [1.0, 1.0] and row["sd"] == 0.0
 
     table = report.predicted_vs_observed(records)
-    assert set(table.columns) >= {"predicted", "observed", "agree", "paper_label", "acc 1-6", "acc 11-14"}
+    assert set(table.columns) >= {"predicted", "program", "observed", "agree", "acc 1-6", "acc 11-14"}
     aa_nope = table[(table.task == "(aa)*") & (table.pos_encoding == "nope")].iloc[0]
     assert not aa_nope.predicted and not aa_nope.observed and aa_nope.agree  # 0.2 on the last bin
     maj = table[(table.task == "bin_majority") & (table.pos_encoding == "ape")].iloc[0]

@@ -14,9 +14,10 @@ as data, the reason the paper gives where no program exists. One deliberate addi
 unique copy NoPE ✗ ("needs an induction head"), but a plain C-RASP program exists under the definition
 used here — locate each token by *counting the positions before its first occurrence* and compare
 those counts — so :func:`unique_copy_first_occurrence` is included and flagged (``BEYOND_PAPER``).
-The executable predictor therefore predicts NoPE unique copy *should* generalize; the paper observes
-it does not (18% / 0%). Which of the two gives way (the C-RASP ↔ NoPE correspondence, or the label)
-is for docs/formal.md to discuss, not for this module to hide.
+The guarantee is for one fixed program at every length, and unique copy's inputs are L distinct tokens,
+so this program (one branch per vocabulary token) must grow with the length: the formal stage scores
+the pair by the paper's ✗ and shows the program beside it (``report.predicted_vs_observed``'s
+``program`` column); the paper observes 18% / 0%. docs/formal.md discusses it.
 """
 
 from __future__ import annotations
