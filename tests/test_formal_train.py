@@ -153,23 +153,12 @@ def test_selection_rule():
 
 def test_the_prediction_scored_is_the_papers_label_with_the_program_beside_it():
     # unique copy NoPE: a program exists here (BEYOND_PAPER), the paper labels ✗; a run that fails agrees.
-    def result(task, kind, pe, accs):
-        bins = [{"bin": b, "lo": lo, "hi": hi, "n": 10, "accuracy": a} for (b, lo, hi), a in zip(BINS, accs)]
-        return {
-            "task": task,
-            "kind": kind,
-            "pos_encoding": pe,
-            "config": "c",
-            "seed": 0,
-            "steps": 1,
-            "wall_s": 0.1,
-            "bins": bins,
-        }
-
-    BINS = [("1-50", 1, 50), ("51-100", 51, 100), ("101-150", 101, 150)]
-    rows = []
-    for task, pe, accs in [("unique_copy", "nope", [1.0, 0.2, 0.0]), ("sort", "nope", [1.0, 0.2, 0.0])]:
-        rows += train.records_of(result(task, "algorithmic", pe, accs), "grid", True, True)
+    bins = [
+        {"bin": f"{lo}-{hi}", "lo": lo, "hi": hi, "n": 10, "accuracy": a}
+        for lo, hi, a in [(1, 50, 1.0), (51, 100, 0.2), (101, 150, 0.0)]
+    ]
+    run = dict(kind="algorithmic", pos_encoding="nope", config="c", seed=0, steps=1, wall_s=0.1, bins=bins)
+    rows = [r for task in ("unique_copy", "sort") for r in train.records_of({**run, "task": task}, "grid", True, True)]
     table = report.predicted_vs_observed(pd.DataFrame(rows)).set_index("task")
     assert ("unique_copy", "nope") in programs.BEYOND_PAPER
     assert table.loc["unique_copy", "program"] and not table.loc["unique_copy", "predicted"]
