@@ -12,7 +12,7 @@ import torch
 from lengen import paths
 from lengen.config import _build, load_config
 from lengen.engine import Outcome
-from lengen.formal import programs, report, train
+from lengen.formal import programs, protocol, report, train
 from lengen.formal.config import Arch, FormalConfig, load_formal
 from lengen.model import ModelConfig, Transformer
 from lengen.plots import save
@@ -166,17 +166,18 @@ def test_the_prediction_scored_is_the_papers_label_with_the_program_beside_it():
     assert table.loc["sort", "program"] and table.loc["sort", "predicted"] and not table.loc["sort", "agree"]
 
 
-def test_study_resumes_and_reruns_only_changed_runs(tmp_path, monkeypatch):
+def fake_engine(monkeypatch, accuracies) -> list:
+    """Replace the engine's fit with one that writes its files without training: ``accuracies(params)`` gives
+    the accuracy per bin. Returns the list of runs it was asked for, as (task, pe, grid point, seed)."""
     calls = []
 
-    def fake_fit(spec, build, progress=False):  # the engine's files, without training
+    def fake_fit(spec, build, progress=False):
         p = spec.params
         calls.append((p["task"], p["pe"], Arch(**p["arch"]).id, p["seed"]))
-        acc = [1.0, 0.5 + 0.1 * p["arch"]["lr"], 0.2]
         records = pd.DataFrame(
             [
                 {"bin": f"{lo}-{hi}", "lo": lo, "hi": hi, "n": 16, "accuracy": a, "step": 3, "final": True}
-                for (lo, hi), a in zip(p["bins"], acc)
+                for (lo, hi), a in zip(p["bins"], accuracies(p))
             ]
         )
         spec.run_dir.mkdir(parents=True)
@@ -186,6 +187,11 @@ def test_study_resumes_and_reruns_only_changed_runs(tmp_path, monkeypatch):
         return Outcome(records, info, spec.run_dir, read_back=False)
 
     monkeypatch.setattr(train, "fit", fake_fit)
+    return calls
+
+
+def test_study_resumes_and_reruns_only_changed_runs(tmp_path, monkeypatch):
+    calls = fake_engine(monkeypatch, lambda p: [1.0, 0.5 + 0.1 * p["arch"]["lr"], 0.2])
     fc = tiny()
     records = train.run_study(fc, out_dir=tmp_path, log=lambda s: None)
     assert len(calls) == 2 * 2 * (2 + 1)  # tasks x encodings x (grid points + one more seed)
@@ -214,6 +220,36 @@ def test_study_resumes_and_reruns_only_changed_runs(tmp_path, monkeypatch):
     ]
     assert (tmp_path / "predicted_vs_observed.png").stat().st_size > 1000 and len(saved) == 3
     assert json.loads((tmp_path / "summary.json").read_text())["pairs"] == 4
+
+
+def test_seeds_that_do_not_fit_are_replaced_until_enough_fit_and_only_those_are_averaged(tmp_path, monkeypatch):
+    # (aa)* fits at seed 0 but not at seeds 1 and 2; bin_majority fits at no grid point (nothing to replace).
+    def accuracies(p):
+        if p["task"] == "bin_majority":
+            return [0.9, 0.5, 0.5]
+        return [0.9, 0.1, 0.1] if p["seed"] in (1, 2) else [1.0, 0.9, 0.9]
+
+    calls = fake_engine(monkeypatch, accuracies)
+    fc = tiny(pos_encodings=["ape"])  # seeds=2: seeds 0, 1, then 2 (fails), 3 (fits)
+    records = protocol.run_study(fc, out_dir=tmp_path, log=lambda s: None)
+    assert sorted(s for t, *_, s in calls if t == "(aa)*") == [0, 0, 1, 2, 3]  # 2 grid points, then seeds
+    assert max(s for t, *_, s in calls if t == "bin_majority") == 1
+    table = report.predicted_vs_observed(records).set_index("task")
+    assert (table.loc["(aa)*", "seeds_fit"], table.loc["(aa)*", "seeds_run"]) == (2, 4)
+    assert table.loc["(aa)*", "acc 11-14"] == pytest.approx(0.9) and table.loc["(aa)*", "seeds 11-14"] == [0.9, 0.9]
+    assert table.loc["bin_majority", "seeds 11-14"] == [0.5, 0.5]  # not fitted: every seed, as before
+    runs = json.loads((tmp_path / "timing.json").read_text())["runs"]
+    assert runs == 2 * (2 + 1) + 2  # tasks × (grid points + seed 1) + seeds 2, 3 of (aa)*
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "records.csv"), records, check_dtype=False)
+    assert "(aa)* APE (2 of 4)" in report.describe(table.reset_index())
+
+    calls.clear()  # a second call reads every run back; a lower cap stops short and says so
+    again = protocol.run_study(fc, out_dir=tmp_path / "capped", log=lambda s: None, max_seeds=3)
+    table = report.predicted_vs_observed(again).set_index("task")
+    assert (table.loc["(aa)*", "seeds_fit"], table.loc["(aa)*", "seeds_run"]) == (1, 3)
+    calls.clear()
+    protocol.run_study(fc, out_dir=tmp_path, log=lambda s: None)
+    assert calls == []
 
 
 def test_run_ids_are_file_safe_and_distinct():
