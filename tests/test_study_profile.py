@@ -6,6 +6,8 @@ import pytest
 from lengen import paths
 from lengen.config import load_config, use_profile
 from lengen.config.cli import main
+from lengen.finetune import run_spec as finetune_spec
+from lengen.finetune import stage_runs
 from lengen.heads.__main__ import stage_items
 from lengen.train import run_spec
 
@@ -37,6 +39,13 @@ def test_every_cpu_run_is_a_study_run_with_the_same_fingerprint(study, cpu):
         assert run.run_id in studied, f"{run.run_id} is a cpu run but not a study run"
         assert studied[run.run_id] == run
         assert run_spec(studied[run.run_id]).fingerprint == run_spec(run).fingerprint
+
+
+def test_every_cpu_fine_tune_is_a_study_fine_tune_with_the_same_fingerprint(study, cpu, tmp_path):
+    studied = {r.run_id: finetune_spec(r, model_dir=tmp_path).fingerprint for r in stage_runs(study)}
+    assert len(studied) > len(stage_runs(cpu))  # the study runs more seeds
+    for run in stage_runs(cpu):
+        assert finetune_spec(run, model_dir=tmp_path).fingerprint == studied.get(run.run_id), run.run_id
 
 
 def test_the_study_holds_every_reported_experiment(study):
