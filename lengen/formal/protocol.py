@@ -27,7 +27,7 @@ from lengen.formal.config import Arch, FormalConfig
 from lengen.formal.train import FORMAL_DIR, RUNS_SUBDIR, _run_jobs, records_of
 from lengen.formal.train import run_study as run_grid_and_seeds
 
-MAX_SEEDS_FACTOR = 2  # at most 2 × seeds tried per pair (the official code has no cap; ours bounds the CPU time)
+MAX_SEEDS_FACTOR = 2  # at most 2 × seeds tried per pair: the paper states no cap; ours bounds the CPU time
 
 RUN = ["task", "pos_encoding", "config", "seed"]
 
