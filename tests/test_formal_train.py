@@ -122,6 +122,24 @@ def test_a_tiny_run_trains_scores_every_bin_and_logs(tmp_path):
     assert {"train/loss", "train/reg", "val/acc"} <= set(logged.columns)
 
 
+def test_every_run_starts_from_an_empty_compile_cache(tmp_path):
+    """A worker trains run after run, and torch.compile's cache would carry over: after ``recompile_limit``
+    graphs dynamo trains the rest eager, another float path (benchmarks/compile_history.py). Whatever the
+    process compiled before, a run starts without it, as in a fresh process."""
+    from torch._dynamo.utils import counters
+
+    def compiles(fn) -> int:  # how many frames dynamo compiles for this call
+        before = counters["frames"]["ok"]
+        fn(torch.ones(3))
+        return counters["frames"]["ok"] - before
+
+    double = torch.compile(lambda x: 2 * x, backend="eager")  # compiled earlier in this process
+    assert compiles(double) == 1 and compiles(double) == 0  # cached
+    fc = tiny(train=dict(steps=2, batch_size=8, eval_every=2, threads=1))
+    train.train_one(fc, "(aa)*", "nope", fc.grid.archs()[0], 0, runs_dir=tmp_path)
+    assert compiles(double) == 1  # the run emptied the cache
+
+
 def test_a_perfect_model_scores_one():
     """The scorer: a model that outputs the right logits gets 1.0, a constant one does not."""
     from lengen.formal.data import collate, encode, eval_sets, get_task
