@@ -13,6 +13,16 @@ from lengen.finetune import FinetuneRun, load_params, runs_of
 from lengen.plots import EXACT_MATCH_LIM, shade_training
 from lengen.records import final_records
 
+# Each figure's caption, one string for the report that draws it (03) and the one that shows it again (05).
+INIT_CAPTION = (
+    "the main task's exact match per length after fine-tuning: the pretrained model vs the same architecture from "
+    "scratch, with the pretrained model's zero-shot curve; every seed thin, the mean over seeds bold"
+)
+AUX_CAPTION = (
+    "the pretrained model with the main task alone, with related auxiliaries and with the control (auxiliaries "
+    "dashed); right: a task that should generalize on its own; every seed thin, the mean over seeds bold"
+)
+
 
 def main_curves(records: pd.DataFrame, runs: dict[str, list[FinetuneRun]], task: str) -> pd.DataFrame:
     """Final exact match vs length of ``task`` in each run, labelled: ``runs`` maps a label to its runs (one per
