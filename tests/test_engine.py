@@ -4,9 +4,11 @@ parameters or code, runs of two profiles side by side, and damaged checkpoints n
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import lightning as L
 import pandas as pd
@@ -15,7 +17,7 @@ import pytest
 from lengen import train
 from lengen.config import load_config
 from lengen.engine import CheckpointError, load_system
-from lengen.paths import PROFILES_DIR
+from lengen.paths import PROFILES_DIR, PROJ_ROOT
 from lengen.train import run_spec, train_run
 
 
@@ -90,19 +92,47 @@ def test_killed_run_resumes_to_identical_records(tmp_path, smoke_cfg):
     assert info["finished"] and info["steps"] == run.train.steps and info["wall_s"] > 0
 
 
-@pytest.mark.slow
-def test_a_finished_run_is_read_back_without_training(tmp_path, smoke_cfg):
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, smoke_cfg):
+    """A finished smoke run (trained once for the read-back tests): (run, its result, its runs root)."""
+    root = tmp_path_factory.mktemp("finished")
     run = smoke_run(smoke_cfg)
-    first = train_run(run, runs_root=tmp_path / "runs", reports_dir=tmp_path / "rep", progress=False)
+    return run, train_run(run, runs_root=root / "runs", reports_dir=root / "rep", progress=False), root
+
+
+@pytest.mark.slow
+def test_a_finished_run_is_read_back_without_training(tmp_path, finished):
+    run, first, root = finished
     counter = CountSteps()
-    second = train_run(
-        run, runs_root=tmp_path / "runs", reports_dir=tmp_path / "rep2", progress=False, callbacks=[counter]
-    )
+    second = train_run(run, runs_root=root / "runs", reports_dir=tmp_path / "rep2", progress=False, callbacks=[counter])
     assert not first.read_back and second.read_back and counter.steps == 0
     pd.testing.assert_frame_equal(first.records, second.records, check_dtype=False)
     # The stage's outputs are written again from the stored records, identically.
     name = f"{run.run_id}.json"
-    assert (tmp_path / "rep/metrics" / name).read_text() == (tmp_path / "rep2/metrics" / name).read_text()
+    assert (root / "rep/metrics" / name).read_text() == (tmp_path / "rep2/metrics" / name).read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("git") is None or not (PROJ_ROOT / ".git").exists(), reason="needs the git checkout")
+def test_a_clone_reads_a_finished_run_back_from_the_files_git_keeps(tmp_path, finished):
+    """The study is produced in pieces, on more than one machine: a finished run's small files are committed
+    (.gitignore keeps its checkpoints out), and a clone reads the run back from them instead of training it."""
+    run, first, root = finished
+    committed = []
+    for f in sorted(p for p in first.run_dir.rglob("*") if p.is_file()):
+        in_repo = Path("runs") / f.relative_to(root / "runs")  # where the run lives in the project
+        if subprocess.run(["git", "check-ignore", "--no-index", "-q", str(in_repo)], cwd=PROJ_ROOT).returncode:
+            committed.append(in_repo)
+            (tmp_path / "clone" / in_repo).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(f, tmp_path / "clone" / in_repo)
+    assert {"run.json", "records.csv"} <= {p.name for p in committed}
+    assert not any(p.suffix in (".ckpt", ".jsonl") for p in committed)  # checkpoints and the resume log stay out
+    counter = CountSteps()
+    again = train_run(
+        run, runs_root=tmp_path / "clone/runs", reports_dir=tmp_path / "rep2", progress=False, callbacks=[counter]
+    )
+    assert again.read_back and counter.steps == 0
+    pd.testing.assert_frame_equal(first.records, again.records, check_dtype=False)
 
 
 @pytest.mark.slow
