@@ -35,8 +35,9 @@ $(STAMP): requirements.txt requirements-nodeps.txt requirements.lock pyproject.t
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
+# The suite on every core (pytest-xdist; each test file on one worker: a module's fixtures are built once).
 test: env
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 # Lint (ruff, settings in pyproject.toml) and notebooks stored without outputs (also the pre-commit hooks:
 # `$(BIN)/pre-commit install`).
