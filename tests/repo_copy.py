@@ -22,7 +22,7 @@ def copy_repo(root: Path, params: str) -> dict:
     ``params`` as its params.yaml and make it a git repository; returns the environment to run it in."""
     files = subprocess.run(["git", "ls-files"], cwd=paths.PROJ_ROOT, capture_output=True, text=True).stdout.split()
     for f in files:
-        if f.startswith("reports/") or f == "dvc.lock":
+        if f.startswith(("reports/", "runs/")) or f == "dvc.lock":
             continue
         if (paths.PROJ_ROOT / f).exists():
             (root / f).parent.mkdir(parents=True, exist_ok=True)
