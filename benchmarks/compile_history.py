@@ -47,12 +47,6 @@ from lengen.runtime import cpu_id  # noqa: E402
 from speed import machine_info  # noqa: E402
 
 TASK, PE, ARCH = "parity", "ape", Arch(n_layer=2, n_head=2, d_model=64, lr=0.003)
-# the (task, encoding) graphs a study worker compiled before parity (the formal section's task order)
-BEFORE = [
-    (t, pe)
-    for t in ["bin_majority", "majority", "bin_majority_interleave", "unique_copy", "repeat_copy", "sort"]
-    for pe in ("ape", "nope")
-]
 
 
 class LimitHit(logging.Handler):
@@ -68,6 +62,11 @@ class LimitHit(logging.Handler):
 def formal_config(steps: int):
     fc = load_config(PROFILES_DIR / "study.yaml").formal
     return dataclasses.replace(fc, train=dataclasses.replace(fc.train, steps=steps, eval_every=100, early_stop=False))
+
+
+def graphs_before(fc) -> list[tuple[str, str]]:
+    """The (task, encoding) pairs a study worker trained before the run's task: the formal section's order."""
+    return [(t, pe) for t in fc.tasks[: fc.tasks.index(TASK)] for pe in fc.pos_encodings]
 
 
 def summary(out: Path) -> dict:
@@ -96,7 +95,7 @@ def train(modes: list[str], steps: int, root: Path) -> dict:
         if mode == "history":
             warm = dataclasses.replace(fc, train=dataclasses.replace(fc.train, steps=3, eval_every=3))
             reset, torch.compiler.reset = torch.compiler.reset, lambda: None  # the old train_one: no reset
-            for task, pe in BEFORE:
+            for task, pe in graphs_before(fc):
                 ft.train_one(warm, task, pe, ARCH, 0, root / "warm")
         ft.train_one(fc, TASK, PE, ARCH, 0, root / mode)
         if mode == "history":
@@ -120,7 +119,8 @@ def main() -> None:
         "recompile_limit": torch._dynamo.config.recompile_limit,
         "steps": args.steps,
     }
-    result["run"] = {"task": TASK, "pe": PE, "arch": dataclasses.asdict(ARCH), "seed": 0, "graphs_before": BEFORE}
+    before = graphs_before(formal_config(args.steps))
+    result["run"] = {"task": TASK, "pe": PE, "arch": dataclasses.asdict(ARCH), "seed": 0, "graphs_before": before}
     with tempfile.TemporaryDirectory() as tmp:
         for modes in ("fresh", "history,reset"):  # one process each
             cmd = [sys.executable, __file__, "--modes", modes, "--steps", str(args.steps), "--root", tmp]
