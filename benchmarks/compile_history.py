@@ -13,9 +13,9 @@ clean clone (5 graphs per worker) did not reproduce their digits (docs/machines.
 Method: the run (parity, APE, the study's first grid point, seed 0, ``--steps`` steps, every run compiled as
 ``auto`` does on AVX-512 CPUs) is trained three times, each in a run directory of its own: (a) ``fresh``, in a
 process of its own; (b) ``history``, in a second process after 3 compiled steps of each of the 12 (task,
-encoding) graphs that preceded it in the study's worker, with ``torch.compiler.reset`` disabled (the old
-``train_one``); (c) ``reset``, next in that process through ``train_one`` as it is (which empties the
-cache first). Records per mode: the md5 of the logged metrics (losses, learning rates, checks), the first
+encoding) graphs that preceded it in the study's worker, with ``torch.compiler.reset`` disabled (the engine
+before it emptied the cache); (c) ``reset``, next in that process through the engine as it is (which empties
+the cache before every run). Records per mode: the md5 of the logged metrics (losses, learning rates, checks), the first
 logged loss, the final accuracies, and whether dynamo reported hitting its recompile limit. Expected: (a) =
 (c) byte for byte, (b) differs.
 """
@@ -94,7 +94,7 @@ def train(modes: list[str], steps: int, root: Path) -> dict:
         LimitHit.hit = False
         if mode == "history":
             warm = dataclasses.replace(fc, train=dataclasses.replace(fc.train, steps=3, eval_every=3))
-            reset, torch.compiler.reset = torch.compiler.reset, lambda: None  # the old train_one: no reset
+            reset, torch.compiler.reset = torch.compiler.reset, lambda: None  # the engine without its reset
             for task, pe in graphs_before(fc):
                 ft.train_one(warm, task, pe, ARCH, 0, root / "warm")
         ft.train_one(fc, TASK, PE, ARCH, 0, root / mode)

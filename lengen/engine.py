@@ -352,6 +352,11 @@ def fit(
         L.seed_everything(spec.seed, workers=True, verbose=False)
         system, data, evaluator = build()
         precision = resolve_precision(spec.precision, default_device())
+        # torch.compile's cache lives as long as the process, and a process may train many runs (the formal
+        # stage's workers, a notebook): after ``recompile_limit`` (8) graphs of the forward dynamo runs the rest
+        # eager, another float path, so a run's digits would depend on what the process trained before. Every
+        # run starts from an empty cache, as in a fresh process (benchmarks/compile_history.py).
+        torch.compiler.reset()
         compiled = resolve_compile(spec.compile, default_device(), spec.steps)
         if compiled:
             compile_network(system)

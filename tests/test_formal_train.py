@@ -125,7 +125,7 @@ def test_a_tiny_run_trains_scores_every_bin_and_logs(tmp_path):
 def test_every_run_starts_from_an_empty_compile_cache(tmp_path):
     """A worker trains run after run, and torch.compile's cache would carry over: after ``recompile_limit``
     graphs dynamo trains the rest eager, another float path (benchmarks/compile_history.py). Whatever the
-    process compiled before, a run starts without it, as in a fresh process."""
+    process compiled before, a run starts without it, as in a fresh process (the engine empties it)."""
     from torch._dynamo.utils import counters
 
     def compiles(fn) -> int:  # how many frames dynamo compiles for this call

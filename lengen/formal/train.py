@@ -334,12 +334,6 @@ def train_one(
         )
         return system, data, evaluator
 
-    # A process trains many runs here (the pool's workers, or this one), and torch.compile's cache lives as
-    # long as the process: after ``recompile_limit`` (8) graphs of the network's forward (one per task shape
-    # and encoding) dynamo runs the rest eager, a float path of its own, so a run's digits would depend on
-    # what its worker trained before. Every run starts from an empty cache, as in a fresh process
-    # (benchmarks/compile_history.py; docs/machines.md).
-    torch.compiler.reset()
     return _result(fit(spec, build, progress=progress), task_name, task.kind, pe, arch, seed)
 
 
