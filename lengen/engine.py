@@ -20,6 +20,7 @@ A run lives in ``<root>/<run_id>/<fingerprint>/``::
     checkpoints/step=000500.ckpt   weights + hyperparameters at each evaluation (``keep_checkpoints``)
     logs/metrics.csv               Lightning's CSV log (namespaced keys: train/loss, lr-AdamW, val/...)
     records.jsonl                  the records so far (rewritten after each evaluation, to watch a run)
+    segments.jsonl                 where each start of an unfinished run trained (kept in run.json at the end)
     records.csv, run.json          written when the run finishes; run.json marks it finished
 
 A run trains a compiled model (``torch.compile`` of the network's forward, dynamic shapes so the varying
@@ -349,6 +350,13 @@ def fit(
     torch.set_num_threads(spec.threads)
     try:
         prov = provenance()  # where and from which commit the run is made: taken before the code can change
+        # A killed run may resume on another machine, another float path: every start notes where it trains, and
+        # run.json keeps them all (``runtime.trained_on`` names each machine). One line per machine under DDP.
+        segments = d / "segments.jsonl"
+        if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+            with segments.open("a") as f:
+                keys = ("processor", "cpu_id", "float_path", "gpu", "date")
+                f.write(json.dumps({k: prov[k] for k in keys} | {"resumed": (ckpt_dir / "last.ckpt").exists()}) + "\n")
         L.seed_everything(spec.seed, workers=True, verbose=False)
         system, data, evaluator = build()
         precision = resolve_precision(spec.precision, default_device())
@@ -427,10 +435,12 @@ def fit(
             "precision": precision,
             "compile": {"setting": spec.compile, "compiled": compiled},
             "provenance": prov,
+            "segments": [json.loads(line) for line in segments.read_text().splitlines()],
             **spec.extra_info,
         }
         (d / "run.json").write_text(json.dumps(info, indent=1, default=str) + "\n")  # marks the run finished
         last.unlink(missing_ok=True)  # a finished run is read back from its records, never resumed
+        segments.unlink()
         return Outcome(records, info, d, read_back=False)
     finally:
         torch.set_num_threads(threads)

@@ -49,10 +49,12 @@ from lengen.engine import Evaluate, Outcome, RunSpec, fit, read_back
 from lengen.evaluate import score_sets
 from lengen.pretrained import MODEL_DIR, PROVENANCE, build_model
 from lengen.records import RECORD_FIELDS, summarize
+from lengen.runtime import tally, trained_on
 from lengen.system import LengenSystem
 
 BETAS = (0.9, 0.98)  # the paper's AdamW betas (as the small-model runs)
 EPS = 1e-8
+TRAINED_ON = "trained_on.json"  # in the stage's directory: where its runs trained (runtime.tally)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,12 +233,15 @@ def runs_of(cfg: Config, group: str, init: str) -> list[FinetuneRun]:
 def run_stage(
     cfg: Config, model_dir: Path = MODEL_DIR, out_dir: Path = paths.PRETRAINED_DIR, progress: bool = True
 ) -> pd.DataFrame:
-    """Every run of the stage (resuming), then ``summary.json``; returns all records."""
+    """Every run of the stage (resuming), then ``summary.json`` and ``trained_on.json`` (where the runs
+    trained, for the report headers); returns all records."""
     runs = stage_runs(cfg)
     records = pd.concat([finetune(r, model_dir, out_dir, progress) for r in runs], ignore_index=True)
     summary = summarize_runs(records, cfg).set_index("run_id").select_dtypes("number")  # DVC metrics: numbers
     clean = summary.astype(object).where(summary.notna(), None)  # NaN is not JSON: null
     (Path(out_dir) / "summary.json").write_text(json.dumps(clean.to_dict("index"), indent=1) + "\n")
+    machines = tally(trained_on(o.info) for _, o in _finished(cfg, out_dir, model_dir))
+    (Path(out_dir) / TRAINED_ON).write_text(json.dumps(machines, indent=1) + "\n")
     return records
 
 
@@ -262,6 +267,16 @@ def load_records(cfg: Config, out_dir: Path = paths.PRETRAINED_DIR, missing_ok: 
     if missing:
         raise FileNotFoundError(f"no pretrained-comparison records {missing} in {out_dir}; run `dvc repro pretrained`")
     return pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+
+
+def load_trained_on(cfg: Config, out_dir: Path = paths.PRETRAINED_DIR) -> list[dict]:
+    """Where the stage's runs trained (``lengen.runtime.tally``); runs with records but no such file (written
+    before it existed) count as unknown; empty where the profile has no pretrained comparison."""
+    path = Path(out_dir) / TRAINED_ON
+    if path.exists():
+        return json.loads(path.read_text())
+    runs = stage_runs(cfg) if cfg.pretrained else []
+    return tally(None for r in runs if (Path(out_dir) / "records" / f"{r.run_id}.csv").exists())
 
 
 def timings(cfg: Config, out_dir: Path = paths.PRETRAINED_DIR, model_dir: Path = MODEL_DIR) -> pd.DataFrame:

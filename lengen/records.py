@@ -4,6 +4,7 @@ Training (``lengen.train``) and fine-tuning (``lengen.finetune``) write one CSV 
 :data:`RECORD_FIELDS` plus ``final`` (True on the rows of the full-size final evaluation); DVC tracks
 the files. Every analysis reads them back through :func:`load_records`, never from a model in memory:
 
+* :func:`load_trained_on` — where the runs were trained (``trained_on`` of their metrics), for report headers.
 * :func:`final_records` — each run's last evaluation.
 * :func:`summarize` — a run's main-task exact match per length range and its generalization gap (the
   numbers of ``reports/metrics/<run>.json``).
@@ -13,6 +14,7 @@ the files. Every analysis reads them back through :func:`load_records`, never fr
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -21,6 +23,7 @@ import pandas as pd
 
 from lengen import paths
 from lengen.config import RunConfig
+from lengen.runtime import tally
 
 RECORD_FIELDS = (
     "run_id",  # <group>-<pos_encoding>-s<seed> (fine-tuning: <group>-<init>-s<seed>)
@@ -46,6 +49,15 @@ def load_records(run_ids: list[str], records_dir: Path | None = None) -> pd.Data
         raise FileNotFoundError(f"no records for run(s) {missing} in {records_dir}; run `dvc repro` first")
     frames = [pd.read_csv(records_dir / f"{r}.csv") for r in run_ids]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RECORD_FIELDS)
+
+
+def load_trained_on(run_ids: list[str], metrics_dir: Path | None = None) -> list[dict]:
+    """Where the runs trained: their machines and arithmetic (``lengen.runtime.trained_on``, kept in
+    ``reports/metrics/<run>.json``) counted by ``lengen.runtime.tally``; a run whose metrics do not say is
+    counted as unknown."""
+    metrics_dir = Path(metrics_dir or paths.METRICS_DIR)
+    files = [metrics_dir / f"{r}.json" for r in run_ids]
+    return tally(json.loads(f.read_text()).get("trained_on") if f.exists() else None for f in files)
 
 
 def final_records(records: pd.DataFrame) -> pd.DataFrame:

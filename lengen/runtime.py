@@ -8,6 +8,8 @@ machine a result came from asks here, so training, evaluation and the analyses a
 * :func:`float_path`, :func:`cpu_model`, :func:`cpu_id` — what decides the bits of a run on CPU.
 * :func:`provenance` — all of the above plus versions, platform, git commit and date, for report headers.
 * :func:`report_header` — that provenance as the first output of an executed report (Markdown).
+* :func:`trained_on`, :func:`tally`, :func:`describe_trained_on` — where a report's runs were trained: a report
+  executed on one machine may read back runs trained on another, and only the runs' machines made its numbers.
 * :func:`quiet_reports` — the warning filters of the executed reports (progress-bar and deprecation noise).
 """
 
@@ -195,10 +197,11 @@ def code_changed(root=paths.PROJ_ROOT) -> bool | None:
     return {0: False, 1: True}.get(out.returncode)
 
 
-def report_header(prov: dict | None = None, changed: bool | None = None) -> str:
+def report_header(prov: dict | None = None, changed: bool | None = None, runs: list[dict] | None = None) -> str:
     """Markdown: where the numbers of an executed report came from (commit, CPU model and ISA, float path, bf16,
-    versions, UTC date). The analysis notebooks show it as their first output; ``prov`` defaults to
-    :func:`provenance` of this process, ``changed`` to :func:`code_changed`."""
+    versions, UTC date), and with ``runs`` (a :func:`tally`) where its runs were trained. The analysis notebooks
+    show it as their first output; ``prov`` defaults to :func:`provenance` of this process, ``changed`` to
+    :func:`code_changed`."""
     p = prov if prov is not None else provenance()
     changed = code_changed() if prov is None and changed is None else changed
     commit = f"`{p['git_commit']}`" if p.get("git_commit") else "unknown (not a git checkout)"
@@ -217,8 +220,85 @@ def report_header(prov: dict | None = None, changed: bool | None = None) -> str:
         + f"; float path: ATen {fp.get('cpu_capability', '?')}"
         + (f", capped by {caps}" if caps else "")
         + f", bf16 {bf16}; Python {v.get('python')}, torch {v.get('torch')}, Lightning {v.get('lightning')}; "
-        f"executed {p.get('date', '?')} (UTC)."
+        f"executed {p.get('date', '?')} (UTC)." + (f"\n\n{describe_trained_on(runs)}" if runs is not None else "")
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Where runs were trained
+#
+# A run's bits depend on the machine kind and arithmetic it trained in (docs/machines.md), and a report reads
+# back runs that other machines trained (a study produced in pieces, a clone): its header says which.
+
+
+def trained_on(info: dict) -> dict:
+    """A finished run's machine and arithmetic, from its ``run.json``: ``machine`` (CPU or GPU, ATen's vector
+    ISA and any kernel caps; "A, then B" when it was resumed on another machine), ``arithmetic`` (precision,
+    compiled or eager, threads) and the UTC ``date`` it finished."""
+    segments = info.get("segments") or [info.get("provenance") or {}]
+    machines = list(dict.fromkeys(_machine(s) for s in segments))
+    compiled = (info.get("compile") or {}).get("compiled")
+    threads = info.get("threads")
+    arithmetic = [
+        info.get("precision") or "?",
+        {True: "compiled", False: "eager"}.get(compiled, "?"),
+        f"{threads} thread{'s' if threads != 1 else ''}" if threads else "? threads",
+    ]
+    date = (info.get("provenance") or {}).get("date") or "?"
+    return {"machine": ", then ".join(machines), "arithmetic": ", ".join(arithmetic), "date": date[:10]}
+
+
+def _machine(prov: dict) -> str:
+    if not prov:
+        return "unknown"  # a run.json that does not say (tally counts these apart)
+    if prov.get("gpu"):
+        return f"GPU {prov['gpu']}"
+    fp = dict(prov.get("float_path") or {})
+    fp.pop("compiled", None)  # the run's arithmetic, not its machine
+    caps = "".join(f", {k}={v}" for k, v in fp.items() if k != "cpu_capability")
+    cpu = prov.get("processor") or "unknown CPU"
+    return (
+        cpu + (f" ({prov['cpu_id']})" if prov.get("cpu_id") else "") + f", ATen {fp.get('cpu_capability', '?')}{caps}"
+    )
+
+
+def tally(entries) -> list[dict]:
+    """Runs counted per (machine, arithmetic), from :func:`trained_on` dicts, earlier tallies, or None for a
+    run whose machine is unknown: ``[{machine, arithmetic, runs, first, last}]``, most runs first."""
+    counts: dict[tuple, dict] = {}
+    for e in entries:
+        e = e or {"machine": "unknown", "arithmetic": "unknown", "date": "?"}
+        key = (e["machine"], e["arithmetic"])
+        c = counts.setdefault(key, {"machine": key[0], "arithmetic": key[1], "runs": 0, "first": None, "last": None})
+        c["runs"] += e.get("runs", 1)
+        for d in (e.get("first", e.get("date")), e.get("last", e.get("date"))):
+            if d and d != "?":
+                c["first"] = min(c["first"] or d, d)
+                c["last"] = max(c["last"] or d, d)
+    return sorted(counts.values(), key=lambda c: (-c["runs"], c["machine"], c["arithmetic"]))
+
+
+def describe_trained_on(runs: list[dict]) -> str:
+    """Markdown: how many of a report's runs trained on which machine and in what arithmetic (a :func:`tally`),
+    with a warning where they span several machines (their numbers are not one float path)."""
+    n = sum(c["runs"] for c in runs)
+    if not n:
+        return "**Trained on** — no runs yet."
+    machines = list(dict.fromkeys(c["machine"] for c in runs if c["machine"] != "unknown"))
+    unknown = sum(c["runs"] for c in runs if c["machine"] == "unknown")
+    parts = []
+    for m in machines:
+        these = [c for c in runs if c["machine"] == m]
+        kinds = "; ".join(f"{c['runs']} in {c['arithmetic']}" for c in these)
+        dates = sorted(d for c in these for d in (c["first"], c["last"]) if d)
+        span = f" ({dates[0]}" + (f" to {dates[-1]}" if dates[-1] != dates[0] else "") + ")" if dates else ""
+        parts.append(f"{sum(c['runs'] for c in these)} on {m}{span}: {kinds}")
+    if unknown:
+        parts.append(f"{unknown} whose machine is not recorded here")
+    text = f"**Trained on** — {n} run{'s' if n != 1 else ''}: " + " · ".join(parts) + "."
+    if len(machines) > 1:
+        text += " **Several machines: these numbers are not one float path** (docs/machines.md)."
+    return text
 
 
 # Warnings that are noise in an executed report: they say nothing about the results and repeat in every run.

@@ -31,6 +31,7 @@ from lengen.data import EvalExample, LengenDataModule, make_eval_sets, read_eval
 from lengen.engine import Evaluate, RunSpec, fit, read_back
 from lengen.evaluate import score_sets
 from lengen.records import RECORD_FIELDS, summarize
+from lengen.runtime import trained_on
 from lengen.system import system_from_run
 
 # The code a main run's result depends on: this module's import closure (engine, system, model, data,
@@ -140,6 +141,7 @@ def train_run(
     records = out.records[[*RECORD_FIELDS, "final"]]
     metrics = summarize(records, run)
     if out.info:  # rank 0 writes (under DDP the other ranks hold the same records)
+        metrics["trained_on"] = trained_on(out.info)  # the reports say where their runs were trained
         write_outputs(run, records, metrics, reports_dir)
     return RunResult(run, records, metrics, out.run_dir, out.read_back)
 

@@ -18,6 +18,7 @@ from lengen import train
 from lengen.config import load_config
 from lengen.engine import CheckpointError, load_system
 from lengen.paths import PROFILES_DIR, PROJ_ROOT
+from lengen.runtime import provenance, trained_on
 from lengen.train import run_spec, train_run
 
 
@@ -82,7 +83,7 @@ def test_killed_run_resumes_to_identical_records(tmp_path, smoke_cfg):
     resumed = train_run(run, runs_root=tmp_path / "k/runs", reports_dir=tmp_path / "k/reports", progress=False)
     assert not resumed.read_back
     pd.testing.assert_frame_equal(ref.records, resumed.records)
-    assert ref.metrics == resumed.metrics
+    assert without_date(ref.metrics) == without_date(resumed.metrics)
     steps = sorted(resumed.records.step.unique())
     assert steps == list(range(run.train.eval_every, run.train.steps + 1, run.train.eval_every))
     kept = sorted(p.name for p in (run_dir / "checkpoints").glob("step=*.ckpt"))
@@ -90,6 +91,15 @@ def test_killed_run_resumes_to_identical_records(tmp_path, smoke_cfg):
     assert not (run_dir / "checkpoints/last.ckpt").exists()  # a finished run is read back, not resumed
     info = json.loads((run_dir / "run.json").read_text())
     assert info["finished"] and info["steps"] == run.train.steps and info["wall_s"] > 0
+    # Both starts are noted (a resume on another machine would name both machines), the note file is gone.
+    assert [seg["resumed"] for seg in info["segments"]] == [False, True]
+    assert not (run_dir / "segments.jsonl").exists()
+    assert resumed.metrics["trained_on"]["machine"] == trained_on({"provenance": provenance()})["machine"]
+
+
+def without_date(metrics: dict) -> dict:
+    """A run's metrics less the day it finished (two runs may finish on either side of midnight)."""
+    return {**metrics, "trained_on": {k: v for k, v in metrics["trained_on"].items() if k != "date"}}
 
 
 @pytest.fixture(scope="module")

@@ -221,6 +221,8 @@ def test_study_resumes_and_reruns_only_changed_runs(tmp_path, monkeypatch):
     train.run_study(tiny(n_eval=8), out_dir=tmp_path, log=lambda s: None)
     assert len(calls) == 12  # a changed parameter re-runs what it affects
     assert json.loads((tmp_path / "timing.json").read_text())["runs"] == 12
+    # where every run trained (its run.json: here the fake engine's, which names no machine), for the headers
+    assert [(c["machine"], c["runs"]) for c in train.load_trained_on(tmp_path)] == [("unknown", 12)]
 
     summary = train.seed_summary(records)
     row = summary[(summary.task == "(aa)*") & (summary.pos_encoding == "ape") & (summary.lo == 1)].iloc[0]
@@ -258,6 +260,7 @@ def test_seeds_that_do_not_fit_are_replaced_until_enough_fit_and_only_those_are_
     assert table.loc["bin_majority", "seeds 11-14"] == [0.5, 0.5]  # not fitted: every seed, as before
     runs = json.loads((tmp_path / "timing.json").read_text())["runs"]
     assert runs == 2 * (2 + 1) + 2  # tasks × (grid points + seed 1) + seeds 2, 3 of (aa)*
+    assert sum(c["runs"] for c in train.load_trained_on(tmp_path)) == runs  # the extra seeds are counted too
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "records.csv"), records, check_dtype=False)
     assert "(aa)* APE (2 of 4)" in report.describe(table.reset_index())
 

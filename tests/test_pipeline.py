@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from repo_copy import copy_repo, sh
 
-from lengen import paths
+from lengen import paths, runtime
 
 pytestmark = pytest.mark.slow
 
@@ -54,6 +54,14 @@ def test_dvc_repro_smoke_end_to_end(repo):
         assert not any("image/png" in o.get("data", {}) for o in outputs), nb
         saved = list((root / figures).glob("*.png"))
         assert saved and all(f"../{figures}/{f.name}" in text for f in saved), nb
+    # Every report that reads runs says, in its header (its first output), where they trained; all here.
+    machine = runtime.trained_on({"provenance": runtime.provenance()})["machine"]
+    for nb in ("03_pretrained", "04_heads", "05_figures", "06_formal", "07_cross_paper", "train/arith_carry-rope-s0"):
+        cells = json.loads((root / f"reports/{nb}.ipynb").read_text())["cells"]
+        header = "".join(next(o for c in cells for o in c.get("outputs", []))["data"]["text/markdown"])
+        assert header.startswith("**Provenance**") and f"on {machine}" in header, (nb, header)
+        assert "**Trained on** — no runs" not in header and "Several machines" not in header, (nb, header)
+    assert f"on {machine}" in (root / "reports/claims.md").read_text()
     # DVC sees the metrics and plots.
     assert "generalization_gap" in sh("dvc metrics show", root, env).stdout
     sh("dvc plots show --json", root, env)

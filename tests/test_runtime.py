@@ -80,3 +80,69 @@ def test_provenance_is_json_and_names_the_machine_and_commit(monkeypatch):
 
 def test_git_commit_is_none_outside_a_checkout(tmp_path):
     assert runtime.git_commit(tmp_path) is None
+
+
+def _run_json(cpu_id="family 25 model 17", isa="AVX512", precision="32-true", compiled=True, threads=1, **more):
+    prov = {"processor": "AMD EPYC", "cpu_id": cpu_id, "float_path": {"cpu_capability": isa}, "gpu": None}
+    return {
+        "precision": precision,
+        "compile": {"compiled": compiled},
+        "threads": threads,
+        **more,
+        "provenance": {**prov, "date": "2026-12-07T04:39:42+00:00"},
+    }
+
+
+def test_a_run_is_named_by_its_machine_and_arithmetic_and_every_machine_it_trained_on():
+    assert runtime.trained_on(_run_json()) == {
+        "machine": "AMD EPYC (family 25 model 17), ATen AVX512",
+        "arithmetic": "32-true, compiled, 1 thread",
+        "date": "2026-12-07",
+    }
+    capped = _run_json(isa="AVX2", precision="bf16-mixed", compiled=False, threads=2)
+    capped["provenance"]["float_path"].update(ONEDNN_MAX_CPU_ISA="AVX2", compiled=False)
+    assert runtime.trained_on(capped)["machine"] == "AMD EPYC (family 25 model 17), ATen AVX2, ONEDNN_MAX_CPU_ISA=AVX2"
+    assert runtime.trained_on(capped)["arithmetic"] == "bf16-mixed, eager, 2 threads"
+    # Killed on one machine, resumed on another: both are named, in order, so the run counts as neither.
+    zen3 = {"processor": "AMD EPYC", "cpu_id": "family 25 model 1", "float_path": {"cpu_capability": "AVX2"}}
+    resumed = _run_json(segments=[_run_json()["provenance"], zen3, zen3])
+    assert runtime.trained_on(resumed)["machine"] == (
+        "AMD EPYC (family 25 model 17), ATen AVX512, then AMD EPYC (family 25 model 1), ATen AVX2"
+    )
+    gpu = _run_json()
+    gpu["provenance"]["gpu"] = "NVIDIA H100"
+    assert runtime.trained_on(gpu)["machine"] == "GPU NVIDIA H100"
+
+
+def test_a_report_header_counts_its_runs_per_machine_and_flags_more_than_one():
+    zen4, zen4_bf16 = runtime.trained_on(_run_json()), runtime.trained_on(_run_json(precision="bf16-mixed"))
+    later = {**zen4, "date": "2026-12-09"}
+    one = runtime.tally([zen4, later, zen4_bf16])
+    assert one == [
+        {
+            "machine": zen4["machine"],
+            "arithmetic": zen4["arithmetic"],
+            "runs": 2,
+            "first": "2026-12-07",
+            "last": "2026-12-09",
+        },
+        {
+            "machine": zen4["machine"],
+            "arithmetic": zen4_bf16["arithmetic"],
+            "runs": 1,
+            "first": "2026-12-07",
+            "last": "2026-12-07",
+        },
+    ]
+    assert runtime.tally(one + [zen4]) == runtime.tally([zen4, later, zen4_bf16, zen4])  # tallies add up
+    text = runtime.describe_trained_on(one)
+    assert text.startswith("**Trained on** — 3 runs: 3 on AMD EPYC (family 25 model 17), ATen AVX512 (2026-12-07 to")
+    assert "2 in 32-true, compiled, 1 thread; 1 in bf16-mixed" in text and "Several machines" not in text
+    zen3 = runtime.trained_on(_run_json(cpu_id="family 25 model 1", isa="AVX2"))
+    mixed = runtime.describe_trained_on(runtime.tally([zen4, zen3, None]))
+    assert "1 on AMD EPYC (family 25 model 1), ATen AVX2" in mixed and "1 whose machine is not recorded here" in mixed
+    assert "**Several machines: these numbers are not one float path**" in mixed
+    assert runtime.describe_trained_on([]) == "**Trained on** — no runs yet."
+    header = runtime.report_header(runtime.provenance(), changed=False, runs=one)
+    assert header.startswith("**Provenance** — commit") and header.endswith(text)
+    assert "Trained on" not in runtime.report_header(runtime.provenance(), changed=False)

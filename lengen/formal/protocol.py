@@ -26,6 +26,7 @@ import pandas as pd
 from lengen.formal.config import Arch, FormalConfig
 from lengen.formal.train import FORMAL_DIR, RUNS_SUBDIR, _run_jobs, records_of
 from lengen.formal.train import run_study as run_grid_and_seeds
+from lengen.runtime import tally
 
 MAX_SEEDS_FACTOR = 2  # at most 2 × seeds tried per pair: the paper states no cap; ours bounds the CPU time
 
@@ -65,7 +66,7 @@ def run_study(
     out_dir = Path(out_dir or FORMAL_DIR)
     max_seeds = MAX_SEEDS_FACTOR * fc.seeds if max_seeds is None else max_seeds
     records = run_grid_and_seeds(fc, out_dir, log)
-    t0, read_back_s, extra = time.time(), 0.0, 0
+    t0, read_back_s, extra = time.time(), 0.0, []
     while True:
         fits = seed_fits(records[records.selected]).reset_index()
         pairs = records[records.selected & records.fitted.astype(bool)].drop_duplicates(["task", "pos_encoding"])
@@ -80,12 +81,12 @@ def run_study(
         results, read_back = _run_jobs(fc, jobs, out_dir / RUNS_SUBDIR, log)
         read_back_s += read_back
         rows = [r for res in results for r in records_of(res, "seeds", True, fitted=True)]  # only fitted pairs get more
-        extra += len(results)
+        extra += results
         records = pd.concat([records, pd.DataFrame(rows)], ignore_index=True)
     if extra:
         records = _in_task_order(records)
         records.to_csv(out_dir / "records.csv", index=False)
-        _count_in_timing(out_dir, records, time.time() - t0, read_back_s)
+        _count_in_timing(out_dir, records, time.time() - t0, read_back_s, [r["trained_on"] for r in extra])
     return records
 
 
@@ -101,8 +102,11 @@ def _in_task_order(records: pd.DataFrame) -> pd.DataFrame:
     return records.loc[key.sort_values(kind="stable").index].reset_index(drop=True)
 
 
-def _count_in_timing(out_dir: Path, records: pd.DataFrame, wall_s: float, read_back_s: float) -> None:
-    """Add the extra seeds to the stage's timing summary written by ``run_study``."""
+def _count_in_timing(
+    out_dir: Path, records: pd.DataFrame, wall_s: float, read_back_s: float, machines: list[dict]
+) -> None:
+    """Add the extra seeds (``machines``: where each trained) to the stage's timing summary written by
+    ``run_study``."""
     path = out_dir / "timing.json"
     timing = json.loads(path.read_text())
     runs = records.drop_duplicates(RUN)
@@ -111,5 +115,6 @@ def _count_in_timing(out_dir: Path, records: pd.DataFrame, wall_s: float, read_b
         stage_wall_s_this_call=round(timing["stage_wall_s_this_call"] + wall_s, 1),
         read_back_run_wall_s=round(timing["read_back_run_wall_s"] + read_back_s, 1),
         sum_run_wall_s=round(float(runs.wall_s.sum()), 1),
+        trained_on=tally(timing.get("trained_on", []) + machines),
     )
     path.write_text(json.dumps(timing, indent=2) + "\n")

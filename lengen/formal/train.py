@@ -58,7 +58,7 @@ from lengen.formal.data import (
     table_rows,
 )
 from lengen.model import ModelConfig, Transformer
-from lengen.runtime import autocast_context
+from lengen.runtime import autocast_context, tally, trained_on
 from lengen.system import LengenSystem
 
 FORMAL_DIR = paths.REPORTS_DIR / "formal"
@@ -246,6 +246,7 @@ def _result(outcome, task: str, kind: str, pe: str, arch: Arch, seed: int) -> di
         "bins": bins,
         "wall_s": float(outcome.info["wall_s"]),
         "fingerprint": outcome.info["fingerprint"],
+        "trained_on": trained_on(outcome.info),
     }
 
 
@@ -427,6 +428,7 @@ def run_study(fc: FormalConfig, out_dir: Path | None = None, log: Callable[[str]
     archs = fc.grid.archs()
     pairs = [(task, pe) for task in fc.tasks for pe in fc.pos_encodings]
     grid, read_back_s = _run_jobs(fc, [(task, pe, a, 0) for task, pe in pairs for a in archs], runs_dir, log)
+    machines = [r["trained_on"] for r in grid]
     grid = iter(grid)
     selected = {}  # (task, pe) -> (grid results, chosen, fitted)
     for pair in pairs:
@@ -438,6 +440,7 @@ def run_study(fc: FormalConfig, out_dir: Path | None = None, log: Callable[[str]
         for seed in range(1, fc.seeds)
     ]
     seeds, read_back_seeds_s = _run_jobs(fc, seed_jobs, runs_dir, log)
+    machines += [r["trained_on"] for r in seeds]
     seeds, read_back_s = iter(seeds), read_back_s + read_back_seeds_s
     rows = []
     for results, chosen, fitted in selected.values():
@@ -459,6 +462,7 @@ def run_study(fc: FormalConfig, out_dir: Path | None = None, log: Callable[[str]
                 ),
                 "threads": fc.train.threads,
                 "workers": fc.train.workers,
+                "trained_on": tally(machines),  # the machines and arithmetic of the runs (report headers)
             },
             indent=2,
         )
@@ -487,3 +491,13 @@ def seed_summary(records: pd.DataFrame) -> pd.DataFrame:
 def load_timing(out_dir: Path | None = None) -> dict:
     """The stage's timing summary written by :func:`run_study`."""
     return json.loads((Path(out_dir or FORMAL_DIR) / "timing.json").read_text())
+
+
+def load_trained_on(out_dir: Path | None = None) -> list[dict]:
+    """Where the stage's runs trained (``lengen.runtime.tally``, kept in ``timing.json``); empty before the stage
+    ran, unknown for runs counted by a ``timing.json`` written before it said."""
+    path = Path(out_dir or FORMAL_DIR) / "timing.json"
+    if not path.exists():
+        return []
+    timing = json.loads(path.read_text())
+    return timing.get("trained_on") or tally([None] * timing["runs"])
