@@ -192,10 +192,11 @@ def describe_transfer(table: pd.DataFrame) -> str:
     """Markdown sentences with the measured numbers, one per group (for the notebooks' findings)."""
     lines = []
     for r in table.itertuples():
+        alone = "no run alone" if pd.isna(r.baseline_mean) else f"{r.baseline_mean:.2f} alone"
         lines.append(
             f"- **{r.group}** ({r.pos_encoding}, {r.seeds} seed(s)): main task in the transfer range "
             f"{r.transfer_mean:.2f} ± {r.transfer_sd:.2f} (best seed {r.transfer_best:.2f}) with auxiliaries vs "
-            f"{r.baseline_mean:.2f} alone; generalization gap {r.gap_mean:.2f} ± {r.gap_sd:.2f}."
+            f"{alone}; generalization gap {r.gap_mean:.2f} ± {r.gap_sd:.2f}."
         )
     return "\n".join(lines) if lines else "_No group with auxiliaries was run._"
 

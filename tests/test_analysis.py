@@ -80,3 +80,18 @@ def test_checkpoint_selection_picks_the_latest_best_in_distribution_checkpoint()
     )
     assert "No run" in analysis.describe_selection(sel.iloc[:0])
     assert "No run" in analysis.describe_selection(analysis.checkpoint_selection(pd.DataFrame(rows[-1:])))
+
+
+def test_a_group_without_a_run_alone_says_so_instead_of_nan():
+    row = dict(
+        group="arith_carry", seeds=1, transfer_mean=0.5, transfer_sd=0.0, transfer_best=0.5, gap_mean=0.1, gap_sd=0.0
+    )
+    table = pd.DataFrame(
+        [
+            {**row, "pos_encoding": "ape", "baseline_mean": float("nan")},
+            {**row, "pos_encoding": "rope", "baseline_mean": 0.0},
+        ]
+    )
+    text = analysis.describe_transfer(table)
+    assert "with auxiliaries vs no run alone;" in text and "with auxiliaries vs 0.00 alone;" in text
+    assert "nan" not in text

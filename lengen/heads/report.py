@@ -406,7 +406,11 @@ def format_rho(rho: float, lo: float, hi: float, n: int) -> str:
 
     >>> format_rho(1.0, float("nan"), float("nan"), 4)
     'ρ = 1.00, no CI (n = 4)'
+    >>> format_rho(float("nan"), float("nan"), float("nan"), 2)
+    'ρ undefined (n = 2)'
     """
+    if np.isnan(rho):  # too few points, or a constant metric or gap
+        return f"ρ undefined (n = {n})"
     ci = f" [{lo:.2f}, {hi:.2f}]" if not np.isnan(lo) else ", no CI"
     return f"ρ = {rho:.2f}{ci} (n = {n})"
 
@@ -439,6 +443,11 @@ def describe(table: pd.DataFrame, control: pd.DataFrame, rec: HeadRecords, point
             f"{df.groups.iloc[0]}; gap {pts.gap.min():.2f}–{pts.gap.max():.2f}): " + "; ".join(parts) + "." + note
         )
     for r in control.itertuples():
+        if np.isnan(r.rho_topk):
+            lines.append(
+                f"- Random-head control, {r.category} ({r.pos_encoding}), {r.measure}: ρ undefined (too few points)."
+            )
+            continue
         lines.append(
             f"- Random-head control, {r.category} ({r.pos_encoding}), {r.measure} on the main task's "
             f"top-{r.k} heads: ρ = {r.rho_topk:.2f} vs {r.rho_random_mean:.2f} "
