@@ -35,9 +35,10 @@ $(STAMP): requirements.txt requirements-nodeps.txt requirements.lock pyproject.t
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
-# The suite on every core (pytest-xdist; each test file on one worker: a module's fixtures are built once).
+# The suite on every core (pytest-xdist; each test file on one worker: a module's fixtures are built once). Files are
+# handed out in collection order, the end-to-end ones first (tests/conftest.py), not reordered by their test count.
 test: env
-	$(BIN)/python -m pytest -q -n auto --dist loadfile
+	$(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder
 
 # Lint (ruff, settings in pyproject.toml) and notebooks stored without outputs (also the pre-commit hooks:
 # `$(BIN)/pre-commit install`).

@@ -14,3 +14,14 @@ def smoke_cfg():
     from lengen.paths import PROFILES_DIR
 
     return load_config(PROFILES_DIR / "smoke.yaml")
+
+
+# The end-to-end files take minutes (docs/machines.md, "The test suite"): collected first, so that under `make test`
+# (pytest-xdist, each file on one worker, handed out in collection order) they start at once on separate workers
+# and the short files fill in beside them, instead of starting last and running alone.
+LONGEST_FIRST = ("test_pipeline.py", "test_queue.py", "test_notebooks.py", "test_ddp.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: k for k, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order kept otherwise
