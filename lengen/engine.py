@@ -351,12 +351,13 @@ def fit(
     try:
         prov = provenance()  # where and from which commit the run is made: taken before the code can change
         # A killed run may resume on another machine, another float path: every start notes where it trains, and
-        # run.json keeps them all (``runtime.trained_on`` names each machine). One line per machine under DDP.
-        segments = d / "segments.jsonl"
+        # run.json keeps them all (``runtime.trained_on`` names each machine). A start without a checkpoint begins
+        # the list again (nothing earlier is in the run); one line per machine under DDP.
+        segments, resumed = d / "segments.jsonl", (ckpt_dir / "last.ckpt").exists()
         if int(os.environ.get("LOCAL_RANK", "0")) == 0:
-            with segments.open("a") as f:
+            with segments.open("a" if resumed else "w") as f:
                 keys = ("processor", "cpu_id", "float_path", "gpu", "date")
-                f.write(json.dumps({k: prov[k] for k in keys} | {"resumed": (ckpt_dir / "last.ckpt").exists()}) + "\n")
+                f.write(json.dumps({k: prov[k] for k in keys} | {"resumed": resumed}) + "\n")
         L.seed_everything(spec.seed, workers=True, verbose=False)
         system, data, evaluator = build()
         precision = resolve_precision(spec.precision, default_device())

@@ -97,6 +97,19 @@ def test_killed_run_resumes_to_identical_records(tmp_path, smoke_cfg):
     assert resumed.metrics["trained_on"]["machine"] == trained_on({"provenance": provenance()})["machine"]
 
 
+def test_a_start_without_a_checkpoint_forgets_where_earlier_starts_ran(tmp_path, smoke_cfg):
+    """A run that died before its first checkpoint starts over: the machine it died on trained none of it."""
+    run = smoke_run(smoke_cfg)
+    run_dir = run_spec(run, tmp_path / "runs").run_dir
+    run_dir.mkdir(parents=True)
+    elsewhere = {"processor": "Other CPU", "cpu_id": "family 1 model 1", "float_path": {"cpu_capability": "AVX2"}}
+    (run_dir / "segments.jsonl").write_text(json.dumps({**elsewhere, "resumed": False}) + "\n")
+    result = train_run(run, runs_root=tmp_path / "runs", reports_dir=tmp_path / "reports", progress=False)
+    info = json.loads((run_dir / "run.json").read_text())
+    assert [seg["processor"] for seg in info["segments"]] == [provenance()["processor"]]
+    assert "Other CPU" not in result.metrics["trained_on"]["machine"]
+
+
 def without_date(metrics: dict) -> dict:
     """A run's metrics less the day it finished (two runs may finish on either side of midnight)."""
     return {**metrics, "trained_on": {k: v for k, v in metrics["trained_on"].items() if k != "date"}}
