@@ -19,7 +19,7 @@ def smoke_cfg():
 # The end-to-end files take minutes (docs/machines.md, "The test suite"): collected first, so that under `make test`
 # (pytest-xdist, each file on one worker, handed out in collection order) they start at once on separate workers
 # and the short files fill in beside them, instead of starting last and running alone.
-LONGEST_FIRST = ("test_pipeline.py", "test_queue.py", "test_notebooks.py", "test_ddp.py")
+LONGEST_FIRST = ("test_pipeline.py", "test_queue.py", "test_pretrained.py", "test_ddp.py")
 
 
 def pytest_collection_modifyitems(items):

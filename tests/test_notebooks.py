@@ -37,26 +37,3 @@ def test_notebook_is_stripped_and_thin(nb_path):
         assert not defs, f"{nb_path.name}: logic belongs in lengen/, not a notebook"
     assert code.index(tagged[0]) == 0, "parameters come first"
     assert any(c["cell_type"] == "markdown" for c in nb["cells"])
-
-
-def test_notebook_runs_from_the_notebooks_dir(tmp_path):
-    """JupyterLab runs notebooks with cwd=notebooks/; paths must come from the package, not the cwd."""
-    import papermill as pm
-
-    from lengen.pretrained import convert
-
-    out = tmp_path / "out.ipynb"
-    model_dir = convert(tmp_path / "model")  # the DVC stage `convert`'s work, into a scratch folder
-    pm.execute_notebook(
-        str(paths.NOTEBOOKS_DIR / "03_pretrained.ipynb"),
-        str(out),
-        kernel_name="python3",
-        cwd=str(paths.NOTEBOOKS_DIR),
-        progress_bar=False,
-        parameters={
-            "params_file": "profiles/smoke.yaml",
-            "model_dir": str(model_dir),
-            "out_dir": str(tmp_path / "pretrained"),
-        },
-    )
-    assert "pretrained comparison:" in out.read_text()

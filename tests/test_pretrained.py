@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
+from lengen import paths
 from lengen.config import GroupConfig, load_config
 from lengen.data import format_example
 from lengen.evaluate import greedy, teacher_forced
@@ -446,3 +447,24 @@ def test_summaries_and_claims_are_over_seeds(smoke_raw):
         and "scratch 3–4: s0 0.00 · s1 0.00" in improves["seeds"]
     )
     assert improves["verdict"] == "agrees"
+
+
+def test_the_pretrained_report_runs_from_the_notebooks_dir(tmp_path, model_dir):
+    """JupyterLab runs notebooks with cwd=notebooks/; paths must come from the package, not the cwd (here with the
+    file's one conversion as the `convert` stage's work)."""
+    import papermill as pm
+
+    out = tmp_path / "out.ipynb"
+    pm.execute_notebook(
+        str(paths.NOTEBOOKS_DIR / "03_pretrained.ipynb"),
+        str(out),
+        kernel_name="python3",
+        cwd=str(paths.NOTEBOOKS_DIR),
+        progress_bar=False,
+        parameters={
+            "params_file": "profiles/smoke.yaml",
+            "model_dir": str(model_dir),
+            "out_dir": str(tmp_path / "pretrained"),
+        },
+    )
+    assert "pretrained comparison:" in out.read_text()
