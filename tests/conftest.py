@@ -16,10 +16,10 @@ def smoke_cfg():
     return load_config(PROFILES_DIR / "smoke.yaml")
 
 
-# The end-to-end files take minutes (docs/machines.md, "The test suite"): collected first, so that under `make test`
-# (pytest-xdist, each file on one worker, handed out in collection order) they start at once on separate workers
-# and the short files fill in beside them, instead of starting last and running alone.
-LONGEST_FIRST = ("test_pipeline.py", "test_queue.py", "test_pretrained.py", "test_ddp.py")
+# The end-to-end file takes minutes (docs/machines.md, "The test suite"): collected first, so that under `make test`
+# (pytest-xdist, each file on one worker, handed out in collection order) it starts at once and the other files
+# fill the other worker beside it, instead of starting last and running alone.
+LONGEST_FIRST = ("test_pipeline.py",)
 
 
 def pytest_collection_modifyitems(items):

@@ -1,4 +1,4 @@
-"""A temporary copy of the repository for the end-to-end tests (test_pipeline, test_queue)."""
+"""A temporary copy of the repository for the end-to-end test (test_pipeline)."""
 
 import os
 import shutil
