@@ -152,6 +152,11 @@ def finetune(
 ) -> pd.DataFrame:
     """Fine-tune through the engine (none for zero-shot) or read the finished run back; writes and returns
     the run's records (``<out_dir>/records/<run_id>.csv``)."""
+    return _fit(run, model_dir, out_dir, progress).records
+
+
+def _fit(run: FinetuneRun, model_dir: Path, out_dir: Path, progress: bool) -> Outcome:
+    """:func:`finetune`'s work; the outcome's records are the stage's columns, its info the run's ``run.json``."""
     p, d = run.params, run.data
     spec = run_spec(run, model_dir, out_dir)
 
@@ -199,7 +204,7 @@ def finetune(
     rec_file = Path(out_dir) / "records" / f"{run.run_id}.csv"
     rec_file.parent.mkdir(parents=True, exist_ok=True)
     records.to_csv(rec_file, index=False)
-    return records
+    return dataclasses.replace(out, records=records)
 
 
 def stage_runs(cfg: Config) -> list[FinetuneRun]:
@@ -235,12 +240,12 @@ def run_stage(
 ) -> pd.DataFrame:
     """Every run of the stage (resuming), then ``summary.json`` and ``trained_on.json`` (where the runs
     trained, for the report headers); returns all records."""
-    runs = stage_runs(cfg)
-    records = pd.concat([finetune(r, model_dir, out_dir, progress) for r in runs], ignore_index=True)
+    outcomes = [_fit(r, model_dir, out_dir, progress) for r in stage_runs(cfg)]
+    records = pd.concat([o.records for o in outcomes], ignore_index=True)
     summary = summarize_runs(records, cfg).set_index("run_id").select_dtypes("number")  # DVC metrics: numbers
     clean = summary.astype(object).where(summary.notna(), None)  # NaN is not JSON: null
     (Path(out_dir) / "summary.json").write_text(json.dumps(clean.to_dict("index"), indent=1) + "\n")
-    machines = tally(trained_on(o.info) for _, o in _finished(cfg, out_dir, model_dir))
+    machines = tally(trained_on(o.info) for o in outcomes)
     (Path(out_dir) / TRAINED_ON).write_text(json.dumps(machines, indent=1) + "\n")
     return records
 

@@ -208,7 +208,7 @@ def report_header(prov: dict | None = None, changed: bool | None = None, runs: l
     if changed:
         commit += " with uncommitted changes to lengen/ or notebooks/"
     fp = dict(p.get("float_path") or {})
-    caps = ", ".join(f"{k}={v}" for k, v in fp.items() if k != "cpu_capability")
+    caps = ", ".join(_caps(fp))
     isa = p.get("isa", cpu_isa() if prov is None else [])
     bf16 = "native" if p.get("native_bf16", native_bf16() if prov is None else False) else "emulated (auto: fp32)"
     v = p.get("versions", {})
@@ -253,13 +253,18 @@ def _machine(prov: dict) -> str:
         return "unknown"  # a run.json that does not say (tally counts these apart)
     if prov.get("gpu"):
         return f"GPU {prov['gpu']}"
-    fp = dict(prov.get("float_path") or {})
-    fp.pop("compiled", None)  # the run's arithmetic, not its machine
-    caps = "".join(f", {k}={v}" for k, v in fp.items() if k != "cpu_capability")
+    fp = prov.get("float_path") or {}
+    caps = "".join(f", {c}" for c in _caps(fp))
     cpu = prov.get("processor") or "unknown CPU"
     return (
         cpu + (f" ({prov['cpu_id']})" if prov.get("cpu_id") else "") + f", ATen {fp.get('cpu_capability', '?')}{caps}"
     )
+
+
+def _caps(fp: dict) -> list[str]:
+    """The kernel-dispatch caps of a ``float_path`` (``KEY=value``): neither ATen's ISA nor ``compiled`` (a run's
+    arithmetic, not its machine)."""
+    return [f"{k}={v}" for k, v in fp.items() if k not in ("cpu_capability", "compiled")]
 
 
 def tally(entries) -> list[dict]:
