@@ -58,7 +58,7 @@ check: env
 reproduce: env
 	@if [ -n "$(PROFILE)" ]; then $(USE); fi
 	$(BIN)/python -m lengen.config check
-	$(MAKE) --no-print-directory queue PROFILE=
+	$(MAKE) --no-print-directory -o $(STAMP) queue PROFILE=
 	$(DVC) repro
 
 # Many runs at once (docs/scaling.md): the stages that train one run each (train, ablation, grid, cross), JOBS at a
