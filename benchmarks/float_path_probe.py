@@ -74,15 +74,15 @@ def train(name: str, steps: int, root: Path) -> dict:
         run = study.run(name, "rope", 0)
         run = dataclasses.replace(run, train=_shortened(run.train, steps))
         train_run(run, runs_root=root, reports_dir=root / "reports", progress=False)
-    (info,) = root.glob("*/*/run.json")
-    info = json.loads(info.read_text())
+    (info_file,) = root.glob("*/*/run.json")  # the run's own directory: <run id>/<fingerprint>/
+    run_dir, info = info_file.parent, json.loads(info_file.read_text())
     return {
         "precision": info["precision"],
         "compiled": info["compile"]["compiled"],
         "float_path": info["provenance"]["float_path"],
-        "metrics_md5": _md5(next(root.glob("*/*/logs/metrics.csv"))),
-        "records_md5": _md5(next(root.glob("*/*/records.csv"))),
-        "loss": _losses(next(root.glob("*/*/logs/metrics.csv"))),
+        "metrics_md5": _md5(run_dir / "logs" / "metrics.csv"),
+        "records_md5": _md5(run_dir / "records.csv"),
+        "loss": _losses(run_dir / "logs" / "metrics.csv"),
     }
 
 
