@@ -10,7 +10,7 @@ from lengen.paths import PROFILES_DIR
 
 @pytest.fixture(scope="module")
 def cfg():
-    return load_config(PROFILES_DIR / "cpu.yaml")
+    return load_config(PROFILES_DIR / "study.yaml")  # every group the claims name is run
 
 
 def run_records(cfg, group: str, seed: int, transfer: list[float], pe: str = "rope") -> pd.DataFrame:
@@ -72,7 +72,7 @@ def test_every_claim_has_a_verdict_rule_and_its_paper(table):
 def test_a_claim_agrees(table):
     row = table.loc["transfer:arith_carry"]
     assert row.verdict == "agrees"
-    assert row.measured == "0.70 ± 0.10 vs alone 0.00"
+    assert row.measured == "0.70 ± 0.10 (2 of 5 seeds) vs alone 0.00 (1 of 5 seeds)"  # a study in pieces
     assert row.seeds == "arith_carry: s0 0.80 · s1 0.60; add_alone: s0 0.00"
     assert row.figure == "figures/transfer_arith_carry_rope.png"
     assert table.loc["controls"].verdict == "agrees"
@@ -80,21 +80,31 @@ def test_a_claim_agrees(table):
 
 def test_a_claim_is_not_reproduced(table):
     assert table.loc["transfer:caprev"].verdict == "not reproduced"
-    assert table.loc["transfer:caprev"].measured == "0.01 ± 0.01 vs alone 0.00"
+    assert table.loc["transfer:caprev"].measured == "0.01 ± 0.01 (2 of 5 seeds) vs alone 0.00 (1 of 5 seeds)"
 
 
 def test_claims_are_not_tested_without_runs_or_records(table):
     sp = table.loc["transfer:sp_far_dfs"]
     assert sp.verdict == "not tested" and sp.measured == "records missing: sp_far_dfs, sp_far_alone"
-    sub = table.loc["transfer:arith_sub"]  # defined in the cpu profile, not run by it
-    assert sub.verdict == "not tested" and sub.measured == "not in profile 'cpu': arith_sub"
     for cid in ("rope_vs_nope", "one_vs_two", "heads", "formal:ape", "pretrained"):
         assert table.loc[cid].verdict == "not tested", cid
     # a claim over several groups is measured on those with records, and says which are missing
     base = table.loc["baselines"]
     assert (
-        base.verdict == "agrees" and base.measured == "add_alone 0.00; caprev_alone 0.00; records missing: sp_far_alone"
+        base.verdict == "agrees"
+        and base.measured
+        == "add_alone 0.00 (1 of 5 seeds); caprev_alone 0.00 (1 of 5 seeds); records missing: "
+        "add4_alone, copy_alone, dfs_alone, sp_alone, dfs_far_alone, sp_far_alone"
     )
+
+
+def test_claims_of_groups_a_profile_does_not_run_say_so():
+    cpu = load_config(PROFILES_DIR / "cpu.yaml")  # defines arith_carry and add_alone, runs neither
+    records = pd.concat([run_records(cpu, "caprev", 0, [0.0, 0.9]), run_records(cpu, "caprev_alone", 0, [0.0, 0.0])])
+    table = claims.build(analysis.run_summary(records, cpu), cpu).set_index("id")
+    carry = table.loc["transfer:arith_carry"]
+    assert carry.verdict == "not tested" and carry.measured == "not in profile 'cpu': arith_carry, add_alone"
+    assert table.loc["transfer:caprev"].verdict == "agrees"
 
 
 def test_checkpoint_instability_counts_runs_that_transfer(table):
