@@ -35,7 +35,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import multiprocessing
+import os
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,8 +99,9 @@ class FinetuneRun:
     def fingerprint_dict(self, model_dir: Path = MODEL_DIR) -> dict:
         """Everything that determines the run's records (the checkpoint's provenance included)."""
         p = dataclasses.asdict(self.params)
-        # not result-determining; of the seeds, only this run's own counts (adding a seed keeps the others)
-        for k in ("groups", "runs", "claims", "seeds", "threads", "eval_batch_size"):
+        # not result-determining; of the seeds, only this run's own counts (adding a seed keeps the others).
+        # threads stays: on a CPU it is part of the float path (1 vs 2 threads differ in the last bits).
+        for k in ("groups", "runs", "claims", "seeds", "eval_batch_size"):
             p.pop(k)
         prov = Path(model_dir) / PROVENANCE
         data = {k: getattr(self.data, k) for k in ("seed", "holdout_modulus", "eval_step")}  # what the stage reads
@@ -235,12 +239,31 @@ def runs_of(cfg: Config, group: str, init: str) -> list[FinetuneRun]:
     return [r for r in runs if not r.zero_shot and r.group_name == group and r.init == init]
 
 
+def workers(cfg: Config) -> int:
+    """Fine-tunes trained side by side: one per ``pretrained.threads`` of the CPU's usable cores (two 1-thread
+    fine-tunes trained 1.26x as many as one 2-thread fine-tune on 2 cores: benchmarks/parallel_runs_finetune_zen3.json);
+    one at a time on an accelerator."""
+    if torch.cuda.is_available():
+        return 1
+    return max(1, len(os.sched_getaffinity(0)) // load_params(cfg).threads)
+
+
 def run_stage(
     cfg: Config, model_dir: Path = MODEL_DIR, out_dir: Path = paths.PRETRAINED_DIR, progress: bool = True
 ) -> pd.DataFrame:
-    """Every run of the stage (resuming), then ``summary.json`` and ``trained_on.json`` (where the runs
-    trained, for the report headers); returns all records."""
-    outcomes = [_fit(r, model_dir, out_dir, progress) for r in stage_runs(cfg)]
+    """Every run of the stage (resuming; :func:`workers` at a time, in spawned processes: a forked OpenMP pool
+    can hang), then ``summary.json`` and ``trained_on.json`` (where the runs trained, for the report headers);
+    returns all records."""
+    runs = stage_runs(cfg)
+    n = min(workers(cfg), sum(read_back(run_spec(r, model_dir, out_dir)) is None for r in runs))
+    if n > 1:
+        # seed by seed, each seed's fine-tunes before its short zero-shot checks (these fill the last gaps)
+        order = sorted(range(len(runs)), key=lambda i: (runs[i].seed, runs[i].zero_shot))
+        with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {i: pool.submit(_fit, runs[i], model_dir, out_dir, False) for i in order}
+            outcomes = [futures[i].result() for i in range(len(runs))]
+    else:
+        outcomes = [_fit(r, model_dir, out_dir, progress) for r in runs]
     records = pd.concat([o.records for o in outcomes], ignore_index=True)
     summary = summarize_runs(records, cfg).set_index("run_id").select_dtypes("number")  # DVC metrics: numbers
     clean = summary.astype(object).where(summary.notna(), None)  # NaN is not JSON: null
