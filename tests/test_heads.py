@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from lengen import heads, paths
 from lengen.config import HEAD_CATEGORIES, HeadsConfig, _build, load_config
@@ -405,13 +406,16 @@ def test_analysis_end_to_end_on_fake_runs(smoke_cfg, tmp_path):
     assert "arithmetic" in text and "not run" in text
 
 
-def test_cpu_profile_analyses_the_control_trained_in_the_ablation_stage():
-    cfg = load_config(paths.PROFILES_DIR / "cpu.yaml")
+def test_a_group_trained_in_the_ablation_stage_is_analysed(tmp_path):
+    raw = yaml.safe_load((paths.PROFILES_DIR / "cpu.yaml").read_text())
+    raw["ablation"]["groups"].append("arith_control")  # the control, trained by the `ablation` stage at one seed
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    cfg = load_config(tmp_path / "params.yaml")
     cov = heads.coverage(cfg, heads.heads_config(cfg)).set_index("group")
-    # arith_control is trained by the `ablation` stage at one seed in `cpu`; it must still be analysed
     assert cov.loc["arith_control", "status"] == "analysed"
     assert cov.loc["arith_control", "runs"] == len(cfg.ablation.seeds)
-    assert cov.loc["arith_carry", "runs"] == len(cfg.experiment.seeds)
+    assert cov.loc["caprev", "runs"] == len(cfg.experiment.seeds)
+    assert cov.loc["arith_carry", "status"].startswith("not run")  # named in heads.groups, trained by neither
     # an ablation's other position encodings are never pooled with the experiment's
     paper = load_config(paths.PROFILES_DIR / "paper.yaml")
     assert {r.pos_encoding for r in heads.heads_runs(paper, "arith_carry")} == set(paper.experiment.pos_encodings)
